@@ -1,0 +1,1 @@
+"""State in Redis: profiles (written upstream), counters and logs (ours)."""

@@ -1,0 +1,86 @@
+"""The Redis key schema: the contract with upstream profile writers.
+
+Every key of one person carries the hash tag `{p:<person key>}` so that a
+person's profile, events, identity link and counters live on one Redis
+Cluster slot, and no multi-key command ever spans two persons.
+
+A *person key* is `<type>:<id>`: `pid:42`, `cookie:abc`, `device:d-1`,
+`crm:C-9`, `email:<sha256 hex>`. Every identity is a person key of its own;
+an identity that belongs to a known profile carries a `link` field naming it.
+
+    {p:<pk>}        HASH   the profile, written by upstream systems
+        a:<name>     attribute; the value is read as JSON when it parses
+                     (33 -> number, true -> bool, "02134" -> string) and as
+                     a plain string otherwise (US -> "US")
+        s:<segment>  segment membership; value = epoch ms of entry
+        c:<purpose>  consent for a purpose: granted | denied
+        c:channel:<channel>   consent for contact on a channel
+        c:join       consent to join anonymous and authenticated data
+        link         person key this identity belongs to (identity graph)
+    {p:<pk>}:ev     ZSET   recent experience events, written upstream;
+                     score = epoch ms, member = JSON
+                     {"id": .., "type": .., "item": .., "channel": .., "value": ..}
+    {p:<pk>}:x      ZSET   exposures reserved by the service (pressure);
+                     score = epoch ms, member = "<decision id>|<offer>|<channel>"
+    {p:<pk>}:r      HASH   offer id -> epoch ms of the latest positive reward
+
+Service-owned keys outside a person's slot:
+
+    {d:<decision id>}      HASH  what Reward needs to find a decision
+                           (placement, person key, items); expires after the
+                           placement's join window
+    {d:<decision id>}:e    SET   reward event ids already accepted (idempotency)
+    {b:<offer>}:total      STRING global budget spent, all time
+    {b:<offer>}:d:<yyyymmdd>  STRING global budget spent that UTC day
+    nba:log:decisions      STREAM decision log (one versioned JSON record per entry)
+    nba:log:rewards        STREAM reward log
+    nba:catalog:version    STRING version of the catalog last loaded (info only)
+"""
+
+from __future__ import annotations
+
+DECISION_STREAM = "nba:log:decisions"
+REWARD_STREAM = "nba:log:rewards"
+CATALOG_VERSION = "nba:catalog:version"
+
+ATTR = "a:"
+SEGMENT = "s:"
+CONSENT = "c:"
+LINK = "link"
+
+
+def profile(pk: str) -> str:
+    return "{p:" + pk + "}"
+
+
+def events(pk: str) -> str:
+    return "{p:" + pk + "}:ev"
+
+
+def exposures(pk: str) -> str:
+    return "{p:" + pk + "}:x"
+
+
+def positive_rewards(pk: str) -> str:
+    return "{p:" + pk + "}:r"
+
+
+def person_keys(pk: str) -> tuple[str, ...]:
+    """Every key of one person (for forgetting them)."""
+    return (profile(pk), events(pk), exposures(pk), positive_rewards(pk))
+
+
+def decision(decision_id: str) -> str:
+    return "{d:" + decision_id + "}"
+
+
+def decision_events(decision_id: str) -> str:
+    return "{d:" + decision_id + "}:e"
+
+
+def budget_total(offer_id: str) -> str:
+    return "{b:" + offer_id + "}:total"
+
+
+def budget_day(offer_id: str, yyyymmdd: str) -> str:
+    return "{b:" + offer_id + "}:d:" + yyyymmdd
