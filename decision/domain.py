@@ -25,6 +25,7 @@ class IdentityType(enum.Enum):
     DEVICE = "device"
     CRM = "crm"
     HASHED_EMAIL = "email"
+    SESSION = "session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,12 @@ class Identity:
 
     @property
     def anonymous(self) -> bool:
-        return self.type in (IdentityType.COOKIE, IdentityType.DEVICE)
+        return self.type in (IdentityType.COOKIE, IdentityType.DEVICE, IdentityType.SESSION)
+
+    @property
+    def stable(self) -> bool:
+        """False for per-visit ids: those get a per-request experiment arm."""
+        return self.type is not IdentityType.SESSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +86,7 @@ class Profile:
 
     key: str
     found: bool = False
-    attributes: Mapping[str, Value] = EMPTY
+    attributes: Mapping[str, Value] = field(default_factory=lambda: EMPTY)
     # segment name -> epoch ms the person entered it
     segments: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     # consent field ("marketing", "channel:email", "join") -> raw value
@@ -103,7 +109,7 @@ class DecideRequest:
     placement: str
     identity: Identity
     extra_identities: tuple[Identity, ...] = ()
-    context: Mapping[str, Value] = EMPTY
+    context: Mapping[str, Value] = field(default_factory=lambda: EMPTY)
     channels: tuple[str, ...] = ()
     count: int = 1
     explain: bool = False

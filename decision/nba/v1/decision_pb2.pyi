@@ -18,6 +18,7 @@ class IdentityType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IDENTITY_TYPE_DEVICE: _ClassVar[IdentityType]
     IDENTITY_TYPE_CRM: _ClassVar[IdentityType]
     IDENTITY_TYPE_HASHED_EMAIL: _ClassVar[IdentityType]
+    IDENTITY_TYPE_SESSION: _ClassVar[IdentityType]
 
 class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -32,6 +33,7 @@ IDENTITY_TYPE_COOKIE: IdentityType
 IDENTITY_TYPE_DEVICE: IdentityType
 IDENTITY_TYPE_CRM: IdentityType
 IDENTITY_TYPE_HASHED_EMAIL: IdentityType
+IDENTITY_TYPE_SESSION: IdentityType
 OUTCOME_UNSPECIFIED: Outcome
 OUTCOME_REMOVED: Outcome
 OUTCOME_CHOSEN: Outcome

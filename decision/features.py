@@ -1,0 +1,121 @@
+"""Features for the policy: the person and the context (shared), and each
+candidate action (offer, content, channel).
+
+Namespaces (the bandits library maps them to VW namespaces):
+  shared:  user    - profile attributes, segments, event summaries
+           context - request context, local hour of week
+  action:  offer, content, channel
+
+Features never carry raw personal identifiers: identity-like attribute and
+context names are dropped (see IDENTIFIER_NAMES), and free-text strings are
+cut to a short categorical value.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo
+
+from decision.catalog import Catalog
+from decision.domain import Candidate, Profile, Value
+
+# Attribute/context names never used as features: they identify a person.
+IDENTIFIER_NAMES = re.compile(
+    r"(^|_)(id|ids|email|e_?mail|phone|msisdn|name|first_?name|last_?name|address|street|zip|postcode|ip|ssn|iban|cookie|device)$",
+    re.IGNORECASE,
+)
+MAX_CATEGORY_LEN = 48
+EVENT_WINDOW_MS = 7 * 86_400_000
+
+
+def _feature_value(v: Value) -> str | float | None:
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        return v[:MAX_CATEGORY_LEN]
+    return None  # lists are summarised by the caller where meaningful
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError, OSError):
+        return None
+
+
+def local_time(profile: Profile, now_ms: int) -> datetime:
+    """The person's local time (profile attribute `timezone`), UTC otherwise."""
+    tz = _zone(profile.timezone) if profile.timezone else None
+    return datetime.fromtimestamp(now_ms / 1000, tz or timezone.utc)
+
+
+def shared_features(profile: Profile, context: Mapping[str, Value], now_ms: int) -> dict[str, dict[str, Any]]:
+    user: dict[str, Any] = {}
+    for name, v in profile.attributes.items():
+        if name == "timezone" or IDENTIFIER_NAMES.search(name):
+            continue
+        fv = _feature_value(v)
+        if fv is not None:
+            user[name] = fv
+    for seg in profile.segments:
+        user[f"seg_{seg}"] = 1.0
+    recent = now_ms - EVENT_WINDOW_MS
+    for e in profile.events:
+        if e.at_ms >= recent:
+            key = f"ev7_{e.type}"
+            user[key] = user.get(key, 0.0) + 1.0
+    ctx: dict[str, Any] = {}
+    for name, v in context.items():
+        if IDENTIFIER_NAMES.search(name):
+            continue
+        if isinstance(v, tuple):
+            for item in v[:16]:
+                ctx[f"{name}_{item[:MAX_CATEGORY_LEN]}"] = 1.0
+            continue
+        fv = _feature_value(v)
+        if fv is not None:
+            ctx[name] = fv
+    local = local_time(profile, now_ms)
+    ctx["hour_of_week"] = str(local.weekday() * 24 + local.hour)
+    ctx["daypart"] = ("night", "morning", "afternoon", "evening")[local.hour // 6]
+    return {"user": user, "context": ctx}
+
+
+_ACTION_CACHE: dict[tuple[str, Candidate], Mapping[str, Mapping[str, Any]]] = {}
+
+
+def action_features(catalog: Catalog, c: Candidate) -> Mapping[str, Mapping[str, Any]]:
+    """Action features depend only on the catalog: built once per catalog version."""
+    key = (catalog.version, c)
+    features = _ACTION_CACHE.get(key)
+    if features is None:
+        if len(_ACTION_CACHE) > 100_000:
+            _ACTION_CACHE.clear()
+        features = _ACTION_CACHE[key] = _build_action_features(catalog, c)
+    return features
+
+
+def _build_action_features(catalog: Catalog, c: Candidate) -> Mapping[str, Mapping[str, Any]]:
+    offer = catalog.offers[c.offer_id]
+    content = catalog.contents[c.content_id]
+    of: dict[str, Any] = {"id": offer.id, "value": offer.value, "margin": offer.margin}
+    for tag in offer.tags:
+        of[f"tag_{tag}"] = 1.0
+    for k, v in offer.attributes.items():
+        fv = _feature_value(v)
+        if fv is not None:
+            of[k] = fv
+    cf: dict[str, Any] = {"id": content.id}
+    if content.template:
+        cf["template"] = content.template
+    for k, v in content.attributes.items():
+        fv = _feature_value(v)
+        if fv is not None:
+            cf[k] = fv
+    return {"offer": of, "content": cf, "channel": {"id": c.channel}}

@@ -1,0 +1,231 @@
+"""The decide flow, as a readable list of stages.
+
+    resolve identity -> fetch profile -> candidates -> eligibility -> consent
+    -> pressure -> policy -> commit (reserve pressure, log)
+
+No gRPC and no protobuf here: the servicer converts at the edge.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from decision import errors
+from decision.catalog import Catalog, Placement
+from decision.clock import Clock
+from decision.domain import (
+    Candidate,
+    ChosenItem,
+    DecideRequest,
+    Decision,
+    Removal,
+    StageResult,
+)
+from decision.ids import new_decision_id
+from decision.logs import Logs
+from decision.policies import PolicyBook
+from decision.privacy import Pseudonymizer
+from decision.records import DecisionRecord, LoggedAction, LoggedItem, LoggedRemoval
+from decision.stages import Situation, candidates, consent, eligibility, identity, policy, pressure
+from decision.store.pressure_store import reserve
+from decision.store.redis_store import ProfileStore
+from decision.tracing import span
+
+log = logging.getLogger("nba.pipeline")
+
+# The filtering stages, in order. Each removes candidates with a reason.
+FILTERS: tuple[tuple[str, Callable[[Situation, tuple[Candidate, ...]], StageResult]], ...] = (
+    ("candidates", candidates.apply),
+    ("eligibility", eligibility.apply),
+    ("consent", consent.apply),
+    ("pressure", pressure.apply),
+)
+
+
+@dataclass
+class CatalogHolder:
+    """The catalog and policies in force; replaced whole on reload, so a
+    request in flight keeps the objects it started with."""
+
+    catalog: Catalog
+    book: PolicyBook
+
+
+class Decider:
+    def __init__(
+        self,
+        *,
+        redis: aioredis.Redis,
+        store: ProfileStore,
+        logs: Logs,
+        holder: CatalogHolder,
+        clock: Clock,
+        pseudonymizer: Pseudonymizer,
+        rng: np.random.Generator | None = None,
+        allow_as_of: bool = False,
+    ) -> None:
+        self.redis = redis
+        self.store = store
+        self.logs = logs
+        self.holder = holder
+        self.clock = clock
+        self.pseudonymizer = pseudonymizer
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.allow_as_of = allow_as_of
+
+    def _placement(self, catalog: Catalog, request: DecideRequest) -> Placement:
+        placement = catalog.placements.get(request.placement)
+        if placement is None:
+            raise errors.NotFound(f"unknown placement {request.placement!r}", field="placement")
+        unknown = [c for c in request.channels if c not in placement.channels]
+        if unknown:
+            raise errors.InvalidArgument(
+                f"channel(s) {', '.join(map(repr, unknown))} not served by placement {placement.id!r} "
+                f"(it serves {', '.join(placement.channels)})",
+                field="channels",
+            )
+        if request.count > placement.max_items:
+            raise errors.InvalidArgument(
+                f"count {request.count} exceeds the placement's max_items {placement.max_items}", field="count"
+            )
+        return placement
+
+    def _now(self, request: DecideRequest) -> int:
+        if request.as_of_ms is None:
+            return self.clock.now_ms()
+        if not self.allow_as_of:
+            raise errors.InvalidArgument("as_of is only accepted when the server runs with --allow-as-of", field="as_of")
+        return request.as_of_ms
+
+    async def decide(self, request: DecideRequest) -> Decision:
+        holder = self.holder  # one consistent catalog + policies for the whole request
+        catalog = holder.catalog
+        placement = self._placement(catalog, request)
+        now = self._now(request)
+
+        with span("nba.stage.identity"):
+            lookup = identity.first_lookup(request)
+            profiles = await self.store.fetch(lookup.keys, now)
+            target = identity.link_target(request, profiles)
+            linked = (await self.store.fetch((target,), now))[0] if target else None
+            resolution = identity.resolve(request, profiles[0], linked)
+
+        situation = Situation(
+            request=request,
+            catalog=catalog,
+            placement=placement,
+            profile=resolution.profile,
+            counted_key=resolution.counted_key,
+            anonymous=resolution.anonymous,
+            now_ms=now,
+        )
+
+        allowed = catalog.candidates[placement.id]
+        removed: list[Removal] = []
+        for name, stage in FILTERS:
+            with span(f"nba.stage.{name}"):
+                result = stage(situation, allowed)
+            allowed = result.survivors
+            removed.extend(result.removed)
+
+        with span("nba.stage.policy"):
+            outcome = policy.choose(situation, allowed, holder.book, self.rng, request.count or 1)
+
+        decision_id = new_decision_id(now)
+        with span("nba.stage.commit"):
+            return await self._commit(situation, outcome, removed, decision_id, resolution.notes)
+
+    async def _commit(self, situation: Situation, outcome: policy.PolicyOutcome, removed: list[Removal],
+                      decision_id: str, notes: tuple[str, ...]) -> Decision:
+        request = situation.request
+        catalog = situation.catalog
+        picks = list(outcome.picks)
+        if picks and not request.dry_run:
+            refusals = await reserve(self.redis, situation, [p.candidate for p in picks], decision_id)
+            kept = []
+            for pick, refusal in zip(picks, refusals):
+                if refusal is None:
+                    kept.append(pick)
+                else:
+                    removed.append(Removal(refusal.candidate, "commit", refusal.rule,
+                                           "reservation refused: " + (refusal.detail or "a concurrent decision took the last slot")))
+            picks = kept
+
+        fallback = not picks
+        items: tuple[ChosenItem, ...]
+        if fallback:
+            items = self._fallback_items(situation)
+        else:
+            items = tuple(
+                ChosenItem(p.candidate, rank, p.probability, p.score, catalog.contents[p.candidate.content_id].template)
+                for rank, p in enumerate(picks, start=1)
+            )
+
+        logged = not request.dry_run
+        if logged:
+            record = self._record(situation, outcome, items, picks, removed, decision_id, fallback)
+            await self.logs.write_decision(
+                record, situation.counted_key, [(i.candidate.offer_id, i.rank) for i in items])
+
+        return Decision(
+            decision_id=decision_id,
+            placement=situation.placement.id,
+            items=items,
+            arm=outcome.arm,
+            policy=outcome.policy if not fallback else "fallback",
+            model_version=outcome.model_version,
+            fallback=fallback,
+            logged=logged,
+            removed=tuple(removed),
+            allowed=outcome.candidates,
+            probabilities=outcome.probabilities,
+            scores=outcome.scores,
+            notes=notes + (f"pressure counted on person key {situation.counted_key!r}",) if request.explain else (),
+            request_id=request.request_id,
+        )
+
+    def _fallback_items(self, situation: Situation) -> tuple[ChosenItem, ...]:
+        placement = situation.placement
+        if placement.fallback_offer is None or placement.fallback_content is None:
+            return ()
+        content = situation.catalog.contents[placement.fallback_content]
+        return (ChosenItem(Candidate(placement.fallback_offer, content.id, content.channel), 1, 1.0, 0.0, content.template),)
+
+    def _record(self, situation: Situation, outcome: policy.PolicyOutcome, items: tuple[ChosenItem, ...],
+                picks: list[policy.Pick], removed: list[Removal], decision_id: str, fallback: bool) -> DecisionRecord:
+        request = situation.request
+        actions = tuple(
+            LoggedAction(c.offer_id, c.content_id, c.channel, f, p, s)
+            for c, f, p, s in zip(outcome.candidates, outcome.action_features, outcome.probabilities, outcome.scores)
+        )
+        if fallback:
+            logged_items: tuple[LoggedItem, ...] = ()
+        else:
+            logged_items = tuple(LoggedItem(rank, p.index, p.probability, p.score) for rank, p in enumerate(picks, start=1))
+        return DecisionRecord(
+            decision_id=decision_id,
+            ts_ms=situation.now_ms,
+            placement=situation.placement.id,
+            arm=outcome.arm,
+            policy=outcome.policy,
+            model_version=outcome.model_version,
+            catalog_version=situation.catalog.version,
+            person=self.pseudonymizer.person(situation.counted_key),
+            anonymous=situation.anonymous,
+            assignment=outcome.assignment,
+            context=outcome.context,
+            actions=actions,
+            items=logged_items,
+            fallback=fallback,
+            removed=tuple(LoggedRemoval(r.candidate.offer_id, r.candidate.content_id, r.candidate.channel, r.stage, r.rule)
+                          for r in removed),
+            request_id=request.request_id,
+            join_window_s=situation.placement.reward.window_s,
+            default_reward=situation.placement.reward.default,
+            simulated=request.as_of_ms is not None,
+        )

@@ -1,0 +1,232 @@
+"""grpc.aio server: wiring, health, reflection, catalog hot reload, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from decision import errors
+from decision.catalog import Catalog, load_catalog
+from decision.clock import Clock, SystemClock
+from decision.logs import LogConfig, Logs
+from decision.nba.v1 import decision_pb2 as pb
+from decision.nba.v1 import decision_pb2_grpc as pb_grpc
+from decision.pipeline import CatalogHolder, Decider
+from decision.policies import PolicyBook
+from decision.privacy import Pseudonymizer
+from decision.rewards import Rewards
+from decision.rules import compile_rule
+from decision.service import AdminServicer, DecisionServicer
+from decision.store import keys
+from decision.store.embedded import DEFAULT_DATA_DIR, EmbeddedRedis
+from decision.store.redis_store import RedisProfileStore, connect
+
+log = logging.getLogger("nba.server")
+
+SERVICE_NAMES = (
+    pb.DESCRIPTOR.services_by_name["DecisionService"].full_name,
+    pb.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+def default_catalog_path() -> Path:
+    env = os.environ.get("NBA_CATALOG")
+    if env:
+        return Path(env)
+    for candidate in (REPO_ROOT / "examples" / "catalog.yaml", Path.cwd() / "examples" / "catalog.yaml"):
+        if candidate.exists():
+            return candidate
+    return Path("examples/catalog.yaml")
+
+
+def load(path: Path) -> Catalog:
+    return load_catalog(path, compile_rule=compile_rule)
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    catalog: Path = field(default_factory=default_catalog_path)
+    redis_url: str | None = field(default_factory=lambda: os.environ.get("REDIS_URL") or None)
+    data_dir: Path = DEFAULT_DATA_DIR
+    allow_as_of: bool = False
+    grace_s: float = 10.0
+    reload_poll_s: float = 2.0
+    health_poll_s: float = 1.0
+    seed: int | None = None
+    log_config: LogConfig = field(default_factory=LogConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    reloaded: bool
+    version: str
+    errors: tuple[str, ...] = ()
+
+
+class App:
+    """Everything one service process holds, started and stopped in order."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.embedded: EmbeddedRedis | None = None
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.port: int = 0
+        self._tasks: list[asyncio.Task] = []
+        self._catalog_mtime = 0.0
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> "App":
+        s = self.settings
+        catalog = load(s.catalog)  # refuse to start on a broken catalog: the error names file/line/field
+        self._catalog_mtime = s.catalog.stat().st_mtime
+        url = s.redis_url
+        if url is None:
+            self.embedded = await asyncio.to_thread(EmbeddedRedis(s.data_dir).start)
+            url = self.embedded.url
+            log.info("embedded Redis-compatible server on %s (data dir %s)", url, s.data_dir)
+        self.redis = connect(url)
+        await self.redis.ping()
+        await self.redis.set(keys.CATALOG_VERSION, catalog.version)
+        rng = np.random.default_rng(s.seed)
+        self.holder = CatalogHolder(catalog, PolicyBook.from_catalog(catalog, seed=s.seed or 0))
+        self.logs = Logs(self.redis, s.log_config)
+        self.decider = Decider(
+            redis=self.redis,
+            store=RedisProfileStore(self.redis),
+            logs=self.logs,
+            holder=self.holder,
+            clock=self.clock,
+            pseudonymizer=await Pseudonymizer.from_env_or_redis(self.redis),
+            rng=rng,
+            allow_as_of=s.allow_as_of,
+        )
+        self.rewards = Rewards(self.redis, self.logs, self.clock)
+
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 1),
+        ])
+        pb_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(self), server)
+        pb_grpc.add_AdminServiceServicer_to_server(AdminServicer(self), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+        if self.port == 0:
+            raise errors.Unavailable(f"cannot listen on {s.host}:{s.port}")
+        await server.start()
+        self.server = server
+        await self._set_serving(True)
+        self._tasks = [
+            asyncio.create_task(self._watch_catalog()),
+            asyncio.create_task(self._watch_health()),
+            asyncio.create_task(self._trim_logs()),
+        ]
+        log.info("serving on %s:%d with catalog %s (version %s)", s.host, self.port, s.catalog, catalog.version)
+        return self
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("",) + SERVICE_NAMES:
+            await self.health.set(name, status)
+
+    async def reload_catalog(self) -> ReloadResult:
+        path = self.settings.catalog
+        try:
+            self._catalog_mtime = path.stat().st_mtime
+            catalog = await asyncio.to_thread(load, path)
+        except errors.CatalogError as e:
+            log.error("catalog reload refused, keeping version %s: %s", self.holder.catalog.version, e)
+            return ReloadResult(False, self.holder.catalog.version, tuple(e.errors))
+        except OSError as e:
+            return ReloadResult(False, self.holder.catalog.version, (f"{path}: {e.strerror}",))
+        if catalog.version == self.holder.catalog.version:
+            return ReloadResult(False, catalog.version)
+        book = PolicyBook.from_catalog(catalog, seed=self.settings.seed or 0, previous=self.holder.book)
+        # One assignment: requests in flight keep the holder they read.
+        self.holder = self.decider.holder = CatalogHolder(catalog, book)
+        await self.redis.set(keys.CATALOG_VERSION, catalog.version)
+        log.info("catalog reloaded: version %s", catalog.version)
+        return ReloadResult(True, catalog.version)
+
+    async def _watch_catalog(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_poll_s)
+            try:
+                mtime = self.settings.catalog.stat().st_mtime
+            except OSError:
+                continue
+            if mtime != self._catalog_mtime:
+                await self.reload_catalog()
+
+    async def _watch_health(self) -> None:
+        healthy = True
+        while True:
+            await asyncio.sleep(self.settings.health_poll_s)
+            try:
+                await asyncio.wait_for(self.redis.ping(), timeout=self.settings.health_poll_s)
+                ok = True
+            except Exception:
+                ok = False
+            if ok != healthy and not self._stopping.is_set():
+                healthy = ok
+                log.warning("redis %s: health %s", "reachable" if ok else "unreachable",
+                            "SERVING" if ok else "NOT_SERVING")
+                await self._set_serving(ok)
+
+    async def _trim_logs(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            try:
+                await self.logs.trim_by_age(self.clock.now_ms())
+            except Exception:
+                log.warning("log trimming failed; will retry", exc_info=True)
+
+    async def stop(self) -> None:
+        """Graceful: NOT_SERVING first, in-flight requests finish, then close."""
+        self._stopping.set()
+        await self._set_serving(False)
+        for t in self._tasks:
+            t.cancel()
+        if self.server is not None:
+            await self.server.stop(self.settings.grace_s)
+        if hasattr(self, "redis"):
+            await self.redis.aclose()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+    async def wait(self) -> None:
+        await self._stopping.wait()
+
+
+async def serve(settings: Settings) -> None:
+    app = await App(settings).start()
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    # SIGHUP: re-read the catalog now (it is also re-read when the file changes).
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(app.reload_catalog()))
+    print(f"nba: serving on {settings.host}:{app.port} (catalog {settings.catalog}, "
+          f"redis {'embedded in ' + str(settings.data_dir) if app.embedded else 'REDIS_URL'})", flush=True)
+    await done.wait()
+    log.info("shutting down")
+    await app.stop()

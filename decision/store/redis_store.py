@@ -1,0 +1,216 @@
+"""The Redis implementation of the profile store, and the profile writer API.
+
+Reads follow store/keys.py exactly. One person = one hash tag = one pipelined
+round trip for the profile, its recent events and its pressure counters.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+import redis.asyncio as aioredis
+
+from decision.domain import Event, Exposure, Profile, Value
+from decision.store import keys
+
+# How far back the service reads events and exposures, and how many events.
+EVENT_HORIZON_MS = 30 * 86_400_000
+MAX_EVENTS = 256
+EXPOSURE_HORIZON_MS = 31 * 86_400_000
+
+
+def connect(url: str, *, timeout_s: float = 1.0, max_connections: int = 64) -> aioredis.Redis:
+    """An asyncio client with hiredis parsing (when installed) and str replies."""
+    return aioredis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        max_connections=max_connections,
+        health_check_interval=0,
+    )
+
+
+class ProfileStore(Protocol):
+    async def fetch(self, person_keys: Sequence[str], now_ms: int) -> tuple[Profile, ...]:
+        """Profiles of the given person keys, in order, in one round trip."""
+        ...
+
+
+def parse_value(raw: str) -> Value:
+    """Attribute values are JSON when they parse, plain strings otherwise."""
+    if raw[:1] in "-0123456789tfn[\"{" and raw:
+        try:
+            v = json.loads(raw)
+        except ValueError:
+            return raw
+        if isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            return tuple(v)
+        return raw
+    return raw
+
+
+def parse_event(member: str, score: float) -> Event | None:
+    try:
+        d = json.loads(member)
+        value = d.get("value")
+        return Event(
+            type=str(d["type"]),
+            at_ms=int(score),
+            item=None if d.get("item") is None else str(d["item"]),
+            channel=None if d.get("channel") is None else str(d["channel"]),
+            value=None if value is None else float(value),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None  # a malformed upstream event must not fail the decision
+
+
+def parse_exposure(member: str, score: float) -> Exposure | None:
+    parts = member.split("|")
+    if len(parts) != 3:
+        return None
+    return Exposure(at_ms=int(score), decision_id=parts[0], offer_id=parts[1], channel=parts[2])
+
+
+def build_profile(pk: str, fields: Mapping[str, str], events: Iterable[tuple[str, float]],
+                  exposures: Iterable[tuple[str, float]], rewards: Mapping[str, str]) -> Profile:
+    attributes: dict[str, Value] = {}
+    segments: dict[str, int] = {}
+    consent: dict[str, str] = {}
+    link = None
+    for name, raw in fields.items():
+        if name.startswith(keys.ATTR):
+            attributes[name[2:]] = parse_value(raw)
+        elif name.startswith(keys.SEGMENT):
+            try:
+                segments[name[2:]] = int(float(raw))
+            except ValueError:
+                segments[name[2:]] = 0
+        elif name.startswith(keys.CONSENT):
+            consent[name[2:]] = raw
+        elif name == keys.LINK:
+            link = raw or None
+    positive: dict[str, int] = {}
+    for offer, raw in rewards.items():
+        try:
+            positive[offer] = int(float(raw))
+        except ValueError:
+            continue
+    evs = tuple(e for e in (parse_event(m, s) for m, s in events) if e is not None)
+    return Profile(
+        key=pk,
+        found=bool(fields) or bool(evs),
+        attributes=MappingProxyType(attributes),
+        segments=MappingProxyType(segments),
+        consent=MappingProxyType(consent),
+        link=link,
+        events=tuple(sorted(evs, key=lambda e: e.at_ms)),
+        exposures=tuple(x for x in (parse_exposure(m, s) for m, s in exposures) if x is not None),
+        positive_rewards=MappingProxyType(positive),
+    )
+
+
+@dataclass
+class RedisProfileStore:
+    redis: aioredis.Redis
+    event_horizon_ms: int = EVENT_HORIZON_MS
+    max_events: int = MAX_EVENTS
+    exposure_horizon_ms: int = EXPOSURE_HORIZON_MS
+
+    async def fetch(self, person_keys: Sequence[str], now_ms: int) -> tuple[Profile, ...]:
+        # transaction=False: a plain pipeline, one round trip. On Redis Cluster
+        # the keys of one person share a slot; different persons are sent to
+        # their nodes by the cluster client.
+        pipe = self.redis.pipeline(transaction=False)
+        for pk in person_keys:
+            pipe.hgetall(keys.profile(pk))
+            pipe.zrevrangebyscore(keys.events(pk), "+inf", now_ms - self.event_horizon_ms,
+                                  start=0, num=self.max_events, withscores=True)
+            pipe.zrangebyscore(keys.exposures(pk), now_ms - self.exposure_horizon_ms, "+inf", withscores=True)
+            pipe.hgetall(keys.positive_rewards(pk))
+        replies = await pipe.execute()
+        return tuple(
+            build_profile(pk, *replies[4 * i: 4 * i + 4]) for i, pk in enumerate(person_keys)
+        )
+
+
+# ---------------------------------------------------------------------------
+# Writer API: what upstream systems (a CDP, stream processors) call, and what
+# `nba profiles load` uses.
+
+
+def _encode_value(v: Any) -> str:
+    if isinstance(v, str):
+        # A string that would read back as another type is stored quoted.
+        return v if parse_value(v) == v else json.dumps(v)
+    return json.dumps(v)
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileDocument:
+    """One person as upstream writes it (a line of a profiles JSONL file)."""
+
+    key: str
+    attributes: Mapping[str, Any]
+    segments: Mapping[str, int]
+    consent: Mapping[str, str]
+    links: tuple[str, ...]
+    events: tuple[Event, ...]
+
+
+class ProfileWriter:
+    """Writes profiles following the key schema; replaces a person's upstream
+    data (attributes, segments, consent, events) and never touches the
+    service's own counters."""
+
+    def __init__(self, redis: aioredis.Redis, *, event_horizon_ms: int = EVENT_HORIZON_MS) -> None:
+        self.redis = redis
+        self.event_horizon_ms = event_horizon_ms
+
+    async def write(self, doc: ProfileDocument, *, replace: bool = True) -> None:
+        pk = doc.key
+        fields: dict[str, str] = {}
+        fields.update({keys.ATTR + k: _encode_value(v) for k, v in doc.attributes.items()})
+        fields.update({keys.SEGMENT + k: str(int(v)) for k, v in doc.segments.items()})
+        fields.update({keys.CONSENT + k: str(v) for k, v in doc.consent.items()})
+        pipe = self.redis.pipeline(transaction=True)  # one person, one slot: MULTI is cluster-safe
+        if replace:
+            pipe.delete(keys.profile(pk), keys.events(pk))
+        if fields:
+            pipe.hset(keys.profile(pk), mapping=fields)
+        if doc.events:
+            pipe.zadd(keys.events(pk), {event_member(e): e.at_ms for e in doc.events})
+        await pipe.execute()
+        for other in doc.links:
+            await self.link(other, pk)
+
+    async def link(self, identity_key: str, person_key: str) -> None:
+        await self.redis.hset(keys.profile(identity_key), keys.LINK, person_key)
+
+    async def add_event(self, pk: str, event: Event, *, now_ms: int) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(keys.events(pk), {event_member(event): event.at_ms})
+        pipe.zremrangebyscore(keys.events(pk), "-inf", now_ms - self.event_horizon_ms)
+        await pipe.execute()
+
+    async def set_segment(self, pk: str, segment: str, since_ms: int) -> None:
+        await self.redis.hset(keys.profile(pk), keys.SEGMENT + segment, str(since_ms))
+
+
+def event_member(e: Event, event_id: str | None = None) -> str:
+    # The member must be unique per event: two identical purchases at the same
+    # millisecond are two events, hence the id.
+    d: dict[str, Any] = {"id": event_id or uuid.uuid4().hex[:16], "type": e.type}
+    if e.item is not None:
+        d["item"] = e.item
+    if e.channel is not None:
+        d["channel"] = e.channel
+    if e.value is not None:
+        d["value"] = e.value
+    return json.dumps(d, separators=(",", ":"), sort_keys=True)
