@@ -198,9 +198,9 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def cmd_catalog_check(args: argparse.Namespace) -> int:
     from decision.catalog import check_catalog
-    from decision.rules import compile_rule
+    from decision.server import CATALOG_CHECKS
 
-    problems = check_catalog(args.file, compile_rule=compile_rule)
+    problems = check_catalog(args.file, **CATALOG_CHECKS)
     if problems:
         for p in problems:
             print(p, file=sys.stderr)

@@ -14,6 +14,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from bandits.registry import KINDS, validate_params
 from decision import errors
 from decision.catalog import Catalog, load_catalog
 from decision.clock import Clock, SystemClock
@@ -50,8 +51,13 @@ def default_catalog_path() -> Path:
     return Path("examples/catalog.yaml")
 
 
+# Everything a catalog is checked against at load: rules compile, policy
+# kinds and their parameters are known to the bandits library.
+CATALOG_CHECKS = dict(compile_rule=compile_rule, policy_kinds=KINDS, validate_policy=validate_params)
+
+
 def load(path: Path) -> Catalog:
-    return load_catalog(path, compile_rule=compile_rule)
+    return load_catalog(path, **CATALOG_CHECKS)
 
 
 @dataclass
