@@ -1,0 +1,506 @@
+"""Vowpal Wabbit behind one door: the only module that imports vowpalwabbit.
+
+Three things live here and nowhere else:
+- the example text: typed features -> VW's multi-line ADF format
+  (`example_text`, golden-tested), with escaping;
+- reward -> cost: a placement declares its reward range (lo, hi) and a
+  reward r becomes cost -(r - lo)/(hi - lo) clipped to [-1, 0]; VW sees
+  nothing else (raw business values as costs wreck SquareCB and bagging);
+- the VW arguments for each exploration (`VWConfig.args`).
+
+A workspace is not thread-safe: one VWPolicy per event loop / process, and
+a new model is swapped in by replacing the object between requests.
+
+Hot path: the example text is parsed by VW's native parser into example
+objects (`Workspace._parse`, `predict_multi`/`learn_multi`,
+`_finish_example_multi_ex`), bypassing pyvw's per-line Python wrapper, which
+measured 3.5x slower (docs/BANDITS.md). The pre-parsed objects also give
+each action's predicted cost (its partial prediction) for free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import vowpalwabbit
+
+from bandits.policy import (
+    Action,
+    Context,
+    Features,
+    PolicyLoadError,
+    Ranking,
+    check_actions,
+    check_example,
+    pack,
+    ranking,
+    unpack,
+)
+
+KIND = "vw"
+
+# Namespace -> VW namespace letter. VW interacts namespaces by their first
+# character, and "context"/"content"/"channel" all start with "c", hence a
+# fixed letter per namespace. A namespace not listed here is written under
+# its own (escaped) name, so it reaches the model as linear features and can
+# be named in `interactions` by its first character.
+NAMESPACES: Mapping[str, str] = MappingProxyType(
+    {"user": "U", "context": "X", "offer": "O", "content": "C", "channel": "H"})
+SHARED_NAMESPACES = ("user", "context")
+ACTION_NAMESPACES = ("offer", "content", "channel")
+# Shared x action: without these an ADF model cannot personalise at all
+# ("it isn't learning; probabilities stay uniform").
+DEFAULT_INTERACTIONS = tuple(NAMESPACES[s] + NAMESPACES[a] for s in SHARED_NAMESPACES for a in ACTION_NAMESPACES)
+
+# The native-parse hot path (module docstring) uses these workspace methods;
+# fail at import, not on the first request, if a VW release drops one.
+_NATIVE = ("_parse", "predict_multi", "learn_multi", "_finish_example_multi_ex")
+_missing = [m for m in _NATIVE if not hasattr(vowpalwabbit.Workspace, m)]
+if _missing:
+    raise ImportError(f"vowpalwabbit {vowpalwabbit.__version__} lacks Workspace.{', '.join(_missing)}; "
+                      "bandits.vw needs the 9.x Python bindings")
+
+EXPLORATIONS = ("epsilon", "softmax", "bagging", "squarecb")
+CB_TYPES = ("ips", "dr", "mtr")
+
+
+# ---- example text ---------------------------------------------------------------
+
+_ESCAPES = {"%": "%25", " ": "%20", "\t": "%09", "\n": "%0A", "\r": "%0D", "\x0b": "%0B", "\x0c": "%0C",
+            "|": "%7C", ":": "%3A"}
+# Lossless percent-escaping: VW splits on whitespace, "|" starts a namespace
+# and ":" a value. Names also escape "=" so that name=value stays unambiguous.
+_ESC_VALUE = str.maketrans(_ESCAPES)
+_ESC_NAME = str.maketrans({**_ESCAPES, "=": "%3D"})
+
+
+def escape(text: str, *, name: bool = False) -> str:
+    return text.translate(_ESC_NAME if name else _ESC_VALUE)
+
+
+def _num(f: float) -> str:
+    """Canonical number text: a function of the value alone (1, 1.0 and True
+    all write "1"), so equal feature mappings always give equal text."""
+    if f.is_integer() and -1e15 < f < 1e15:
+        return str(int(f))
+    return repr(f)
+
+
+def _namespace(ns: str, feats: Mapping[str, Any]) -> str:
+    out = "|" + (NAMESPACES.get(ns) or ns.translate(_ESC_NAME))
+    for name, v in feats.items():
+        t = type(v)
+        if t is str:
+            out += " " + name.translate(_ESC_NAME) + "=" + v.translate(_ESC_VALUE)
+        elif t is float:
+            if v - v == 0.0:  # finite; NaN/inf would poison the weights: dropped
+                out += " " + name.translate(_ESC_NAME) + ":" + _num(v)
+        elif t is bool or isinstance(v, np.bool_):
+            out += " " + name.translate(_ESC_NAME) + (":1" if v else ":0")
+        elif isinstance(v, (int, float, np.integer, np.floating)):
+            f = float(v)
+            if math.isfinite(f):
+                out += " " + name.translate(_ESC_NAME) + ":" + _num(f)
+        else:
+            raise TypeError(f"feature {ns}.{name}: unsupported value type {t.__name__}")
+    return out
+
+
+# Text caches. The same namespaces recur across requests and logged records
+# (an offer's features, a segment), and building text is most of the cost of
+# an example (docs/BANDITS.md), so:
+# - each namespace's text is cached by its content (keys compare equal only
+#   when the text is equal, thanks to `_num`);
+# - each action line is cached by identity of its features mapping, which
+#   the service builds once per candidate and catalog version: feature
+#   mappings are values, mutating one after passing it here is unsupported.
+# Both are bounded by clearing when full.
+_NS_LIMIT = 50_000
+_LINES_LIMIT = 4_096  # each entry keeps its mapping alive (and costs GC time)
+_namespaces: dict[tuple[Any, ...], str] = {}
+_lines: dict[int, tuple[Features, str]] = {}
+
+
+def _namespace_cached(ns: str, feats: Mapping[str, Any]) -> str:
+    try:
+        key = (ns, *feats.items())
+        text = _namespaces.get(key)
+    except TypeError:  # unhashable value: _namespace names it
+        return _namespace(ns, feats)
+    if text is None:
+        text = _namespace(ns, feats)
+        if len(_namespaces) >= _NS_LIMIT:
+            _namespaces.clear()
+        _namespaces[key] = text
+    return text
+
+
+def features_text(features: Features) -> str:
+    """The namespaces of one VW line (without label or "shared"); "|" when empty."""
+    return " ".join([_namespace(ns, f) for ns, f in features.items() if f]) or "|"
+
+
+def action_text(features: Features) -> str:
+    """features_text of an action, through both caches. (Shared features are
+    mostly unique per request: caching them would only evict actions.)"""
+    hit = _lines.get(id(features))
+    if hit is not None and hit[0] is features:
+        return hit[1]
+    text = " ".join([_namespace_cached(ns, f) for ns, f in features.items() if f]) or "|"
+    if len(_lines) >= _LINES_LIMIT:
+        _lines.clear()
+    _lines[id(features)] = (features, text)
+    return text
+
+
+def example_text(shared: Features, actions: Sequence[Features],
+                 label: tuple[int, float, float] | None = None) -> str:
+    """The VW cb_adf multi-line example: a "shared" line, then one line per
+    action in order. `label` = (chosen index, cost, probability) puts
+    "0:cost:probability" on the chosen action's line."""
+    lines = ["shared " + features_text(shared)]
+    lines.extend([action_text(a) for a in actions])
+    if label is not None:
+        chosen, cost, probability = label
+        lines[chosen + 1] = "0:" + _num(float(cost)) + ":" + _num(float(probability)) + " " + lines[chosen + 1]
+    return "\n".join(lines)
+
+
+def _num_arg(x: float) -> str:
+    return _num(float(x))
+
+
+def reward_to_cost(reward: float, reward_range: tuple[float, float]) -> float:
+    """Reward in the placement's declared range -> VW cost in [-1, 0]:
+    lo -> 0 (no gain), hi -> -1 (best), clipped outside the range."""
+    lo, hi = reward_range
+    cost = -(float(reward) - lo) / (hi - lo)
+    return 0.0 if cost > 0.0 else -1.0 if cost < -1.0 else cost + 0.0  # + 0.0: no "-0.0"
+
+
+def check_reward_range(reward_range: Sequence[float]) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in reward_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"reward_range must be (lo, hi), got {reward_range!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"reward_range must be finite with lo < hi, got {reward_range!r}")
+    return lo, hi
+
+
+# ---- configuration ----------------------------------------------------------------
+
+# catalog params key -> VWConfig field
+PARAM_KEYS: Mapping[str, str] = MappingProxyType({
+    "exploration": "exploration", "epsilon": "epsilon", "lambda": "softmax_lambda", "bags": "bags", "gamma": "gamma",
+    "gamma_exponent": "gamma_exponent", "cb_type": "cb_type", "learning_rate": "learning_rate", "power_t": "power_t",
+    "l2": "l2", "interactions": "interactions", "bits": "bits"})
+# the keys only some explorations use (the others are shared by all)
+EXPLORATION_PARAMS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "epsilon": ("epsilon",), "softmax": ("lambda",), "bagging": ("bags", "epsilon"),
+    "squarecb": ("gamma", "gamma_exponent")})
+
+
+@dataclass(frozen=True, slots=True)
+class VWConfig:
+    """The validated params of a "vw" policy (catalog `params`)."""
+
+    # SquareCB: the exploration that learned on-policy on most seeds in
+    # bandits/bench_explore.py (docs/BANDITS.md); VW 9.x needs cb_type mtr.
+    exploration: str = "squarecb"
+    epsilon: float = 0.05  # epsilon; also the exploration floor under bagging
+    softmax_lambda: float = 10.0  # costs span [-1, 0]: lambda 10 = e^1 odds per 0.1 of cost
+    bags: int = 5
+    gamma: float = 10.0  # squarecb --gamma_scale
+    gamma_exponent: float = 0.5
+    cb_type: str = "mtr"
+    learning_rate: float = 0.5
+    power_t: float = 0.5
+    l2: float = 0.0
+    interactions: tuple[str, ...] = DEFAULT_INTERACTIONS
+    bits: int = 18
+
+    @classmethod
+    def errors(cls, params: Mapping[str, Any], prefix: str = "params") -> list[str]:
+        """Every problem in `params`, each naming its key."""
+        errs: list[str] = []
+        if not isinstance(params, Mapping):
+            return [f"{prefix}: must be a mapping, got {type(params).__name__}"]
+        for k in params:
+            if k not in PARAM_KEYS:
+                errs.append(f"{prefix}.{k}: unknown option (known: {', '.join(PARAM_KEYS)})")
+        exploration = params.get("exploration", "squarecb")
+        if exploration not in EXPLORATIONS:
+            errs.append(f"{prefix}.exploration: unknown exploration {exploration!r} (known: {', '.join(EXPLORATIONS)})")
+            exploration = None
+        else:
+            owned = {k for ks in EXPLORATION_PARAMS.values() for k in ks}
+            for k in params:
+                if k in owned and k not in EXPLORATION_PARAMS[exploration]:
+                    errs.append(f"{prefix}.{k}: not used by exploration {exploration!r}")
+
+        def number(key: str, lo: float, hi: float, *, lo_open: bool = False, integer: bool = False) -> None:
+            if key not in params:
+                return
+            v = params[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not float(v).is_integer()):
+                errs.append(f"{prefix}.{key}: must be {'an integer' if integer else 'a number'}, got {v!r}")
+            elif not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo):
+                lb = "(" if lo_open else "["
+                errs.append(f"{prefix}.{key}: must be in {lb}{lo:g}, {hi:g}], got {v!r}")
+
+        number("epsilon", 0.0, 1.0)
+        number("lambda", 0.0, 1e6, lo_open=True)
+        number("bags", 2, 1000, integer=True)
+        number("gamma", 0.0, 1e9, lo_open=True)
+        number("gamma_exponent", 0.0, 1.0)
+        number("learning_rate", 0.0, 1e3, lo_open=True)
+        number("power_t", 0.0, 1.0)
+        number("l2", 0.0, 1.0)
+        number("bits", 1, 30, integer=True)
+        cb_type = params.get("cb_type", "mtr")
+        if cb_type not in CB_TYPES:
+            errs.append(f"{prefix}.cb_type: unknown cb_type {cb_type!r} (known: {', '.join(CB_TYPES)})")
+        elif exploration == "squarecb" and cb_type != "mtr":
+            errs.append(f"{prefix}.cb_type: squarecb requires cb_type 'mtr' in VW 9.x, got {cb_type!r}")
+        if "interactions" in params:
+            inter = params["interactions"]
+            if isinstance(inter, str) or not isinstance(inter, Sequence):
+                errs.append(f"{prefix}.interactions: must be a list of namespace-letter strings such as 'UO', "
+                            f"got {inter!r}")
+            else:
+                for i, q in enumerate(inter):
+                    if not isinstance(q, str) or len(q) < 2 or any(ch.isspace() or ch in "|:" for ch in q):
+                        errs.append(f"{prefix}.interactions[{i}]: must be 2+ namespace letters such as 'UO', got {q!r}")
+        return errs
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> VWConfig:
+        params = dict(params or {})
+        errs = cls.errors(params)
+        if errs:
+            raise ValueError("; ".join(errs))
+        kw = {PARAM_KEYS[k]: v for k, v in params.items()}
+        if "interactions" in kw:
+            kw["interactions"] = tuple(kw["interactions"])
+        for k in ("bags", "bits"):
+            if k in kw:
+                kw[k] = int(kw[k])
+        return cls(**kw)
+
+    def args(self, seed: int) -> list[str]:
+        a = ["--cb_explore_adf", "--cb_type", self.cb_type]
+        if self.exploration == "epsilon":
+            a += ["--epsilon", _num_arg(self.epsilon)]
+        elif self.exploration == "softmax":
+            a += ["--softmax", "--lambda", _num_arg(self.softmax_lambda)]
+        elif self.exploration == "bagging":
+            a += ["--bag", str(self.bags), "--epsilon", _num_arg(self.epsilon)]
+        elif self.exploration == "squarecb":
+            a += ["--squarecb", "--gamma_scale", _num_arg(self.gamma),
+                  "--gamma_exponent", _num_arg(self.gamma_exponent)]
+        for q in self.interactions:
+            a += ["--interactions", q]
+        a += ["-l", _num_arg(self.learning_rate), "--power_t", _num_arg(self.power_t), "--l2", _num_arg(self.l2),
+              "-b", str(self.bits), "--random_seed", str(int(seed)), "--quiet"]
+        return a
+
+
+# ---- the policy ---------------------------------------------------------------------
+
+def _workspace(args: Sequence[str]) -> vowpalwabbit.Workspace:
+    return vowpalwabbit.Workspace(arg_list=list(args))
+
+
+def _without_seed(args: Sequence[str]) -> list[str]:
+    """Args for loading a saved model: the model file carries its random
+    seed (bagging stores its RNG's current state there), so ours would
+    contradict it. Learning rate, power_t and l2 are not stored: they must be
+    passed again, hence the args in the header."""
+    out: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--random_seed":
+            skip = True
+        else:
+            out.append(a)
+    return out
+
+
+class VWPolicy:
+    """A `cb_explore_adf` policy. `rank` returns VW's PMF (float64,
+    renormalised); scores are the negated predicted costs, except under
+    bagging where they are the PMF (the per-action prediction is only the
+    last bag's)."""
+
+    kind = KIND
+    learns = True
+
+    def __init__(self, name: str = KIND, params: Mapping[str, Any] | None = None, *,
+                 reward_range: Sequence[float] = (0.0, 1.0), seed: int = 0,
+                 _model: bytes | None = None, _args: Sequence[str] | None = None,
+                 _state: Mapping[str, Any] | None = None) -> None:
+        self.name = name
+        self.params: Mapping[str, Any] = dict(params or {})
+        self.config = VWConfig.from_params(self.params)
+        self.reward_range = check_reward_range(reward_range)
+        self.seed = int(seed)
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {seed!r}")
+        self.args: list[str] = list(_args) if _args is not None else self.config.args(self.seed)
+        state = dict(_state or {})
+        self.examples_learned: int = int(state.get("examples_learned", 0))
+        self._loss_before = float(state.get("sum_loss", 0.0))
+        self._lineage: str = state.get("lineage") or hashlib.sha256(" ".join(self.args).encode()).hexdigest()[:12]
+        self._since_save = int(state.get("since_save", 0))
+        self._scores_are_costs = self.config.exploration != "bagging"
+        if _model is None:
+            self._ws = _workspace(self.args)
+        else:
+            with tempfile.TemporaryDirectory(prefix="nba-vw-") as d:
+                path = os.path.join(d, "model.vw")
+                with open(path, "wb") as f:
+                    f.write(_model)
+                try:
+                    self._ws = _workspace([*_without_seed(self.args), "--initial_regressor", path])
+                except (RuntimeError, ValueError) as e:  # VW: RuntimeError("Bad model format.") ...
+                    raise PolicyLoadError(f"VW refused the saved model: {e}") from None
+
+    # -- protocol --
+
+    @property
+    def version(self) -> str:
+        """"vw:<12 hex>" = hash of the last saved/loaded model bytes (or of the
+        args for a fresh model), "+<n>" when n examples were learned since."""
+        return f"vw:{self._lineage}" + (f"+{self._since_save}" if self._since_save else "")
+
+    def rank(self, context: Context, actions: Sequence[Action]) -> Ranking:
+        n = check_actions(actions)
+        ws = self._ws
+        exs = ws._parse(example_text(context.features, [a.features for a in actions]))
+        try:
+            ws.predict_multi(exs)
+            pmf = exs[0].get_action_scores()
+            if self._scores_are_costs:
+                scores = [0.0 - e.get_partial_prediction() for e in exs[1:]]
+            else:
+                scores = pmf
+        finally:
+            ws._finish_example_multi_ex(exs)
+        if len(pmf) != n:
+            raise RuntimeError(f"VW returned {len(pmf)} probabilities for {n} actions")
+        return ranking(np.asarray(pmf, dtype=np.float64), np.asarray(scores, dtype=np.float64))
+
+    def learn(self, context: Context, actions: Sequence[Action], chosen: int, probability: float,
+              reward: float) -> None:
+        check_actions(actions)
+        check_example(actions, chosen, probability)
+        self.learn_text(self.example(context, actions, chosen, probability, reward))
+
+    def save(self) -> bytes:
+        """The envelope: header (kind, name, params, reward range, seed, VW
+        args and version, counters) + VW's own model file (with the state to
+        resume learning). Saving makes its hash the model version."""
+        with tempfile.TemporaryDirectory(prefix="nba-vw-") as d:
+            path = os.path.join(d, "model.vw")
+            self._ws.save(path)
+            with open(path, "rb") as f:
+                model = f.read()
+        self._lineage = hashlib.sha256(model).hexdigest()[:12]
+        self._since_save = 0
+        return pack({
+            "kind": KIND,
+            "name": self.name,
+            "params": dict(self.params),
+            "reward_range": list(self.reward_range),
+            "seed": self.seed,
+            "vw_args": self.args,
+            "vw_version": vowpalwabbit.__version__,
+            "state": {
+                "examples_learned": self.examples_learned,
+                "sum_loss": self.sum_loss,
+                "lineage": self._lineage,
+            },
+        }, model)
+
+    @classmethod
+    def load(cls, data: bytes) -> VWPolicy:
+        header, model = unpack(data, KIND)
+        try:
+            name = str(header["name"])
+            params = header["params"]
+            reward_range = header["reward_range"]
+            seed = int(header["seed"])
+            args = [str(a) for a in header["vw_args"]]
+            state = header.get("state") or {}
+        except (KeyError, TypeError, ValueError) as e:
+            raise PolicyLoadError(f"saved vw policy header incomplete: {e}") from None
+        if not model:
+            raise PolicyLoadError("saved vw policy has no model payload")
+        try:
+            return cls(name, params, reward_range=reward_range, seed=seed, _model=model, _args=args, _state=state)
+        except ValueError as e:
+            if isinstance(e, PolicyLoadError):
+                raise
+            raise PolicyLoadError(f"saved vw policy is not loadable here: {e}") from None
+
+    # -- learner helpers --
+
+    def cost(self, reward: float) -> float:
+        return reward_to_cost(reward, self.reward_range)
+
+    def example(self, context: Context, actions: Sequence[Action], chosen: int, probability: float,
+                reward: float) -> str:
+        """The labelled VW text of one logged example (also what a dsjson/text
+        export of the same example would train)."""
+        return example_text(context.features, [a.features for a in actions],
+                            (chosen, self.cost(reward), probability))
+
+    def learn_text(self, text: str) -> None:
+        ws = self._ws
+        exs = ws._parse(text)
+        try:
+            ws.learn_multi(exs)
+        finally:
+            ws._finish_example_multi_ex(exs)
+        self.examples_learned += 1
+        self._since_save += 1
+
+    def learn_many(self, examples: Iterable[tuple[Context, Sequence[Action], int, float, float]]) -> int:
+        """Learn (context, actions, chosen, probability, reward) examples in order; returns the count."""
+        n = 0
+        for context, actions, chosen, probability, reward in examples:
+            self.learn(context, actions, chosen, probability, reward)
+            n += 1
+        return n
+
+    # -- learning health --
+
+    @property
+    def sum_loss(self) -> float:
+        # VW's counters also count the unlabelled examples rank() predicts
+        # on (loss 0, weight 1), so the denominator is our own counter.
+        return self._loss_before + self._ws.get_sum_loss()
+
+    @property
+    def average_loss(self) -> float | None:
+        """VW's progressive loss per learned example (an IPS estimate of the
+        policy's cost, in cost units: -1 best .. 0 worst); None before any."""
+        return self.sum_loss / self.examples_learned if self.examples_learned else None
+
+    def health(self) -> dict[str, Any]:
+        return {"examples_learned": self.examples_learned, "average_loss": self.average_loss,
+                "version": self.version}
+
+    def __repr__(self) -> str:
+        return f"VWPolicy(name={self.name!r}, exploration={self.config.exploration!r}, version={self.version!r})"

@@ -1,0 +1,101 @@
+"""Policy: experiment arm -> contextual bandit -> probabilities -> sampled items.
+
+Rules decided what is allowed; this stage decides what is best among it.
+Every choice carries the probability it had, so any policy can be evaluated
+offline against these logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from bandits.experiment import assign_arm, request_arm
+from bandits.policy import Action, Context
+from bandits.sampling import choose_slate
+from decision.features import action_features, shared_features
+from decision.policies import PolicyBook
+from decision.catalog import Arm
+from decision.domain import Candidate
+from decision.stages import Situation
+
+STAGE = "policy"
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    candidate: Candidate
+    index: int  # into PolicyOutcome.candidates
+    rank: int
+    probability: float  # conditional on the items ranked before
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyOutcome:
+    arm: str
+    policy: str
+    model_version: str
+    assignment: str  # "person" | "request"
+    context: Mapping[str, Mapping[str, Any]]
+    candidates: tuple[Candidate, ...]
+    action_features: tuple[Mapping[str, Mapping[str, Any]], ...]
+    # rank-1 distribution and scores over all candidates
+    probabilities: tuple[float, ...]
+    scores: tuple[float, ...]
+    picks: tuple[Pick, ...]
+
+
+def pick_arm(situation: Situation, rng: np.random.Generator) -> tuple[Arm, str]:
+    arms = situation.placement.arms
+    shares = [(a.name, a.share) for a in arms]
+    if len(arms) == 1:
+        return arms[0], "person"
+    if situation.request.identity.stable:
+        name = assign_arm(situation.counted_key, situation.placement.salt, shares)
+        assignment = "person"
+    else:
+        name = request_arm(rng, shares)
+        assignment = "request"
+    return next(a for a in arms if a.name == name), assignment
+
+
+def choose(situation: Situation, allowed: tuple[Candidate, ...], book: PolicyBook,
+           rng: np.random.Generator, count: int) -> PolicyOutcome:
+    arm, assignment = pick_arm(situation, rng)
+    policy = book.get(situation.placement.id, arm.name)
+    catalog = situation.catalog
+    shared = shared_features(situation.profile, situation.request.context, situation.now_ms)
+    feats = tuple(action_features(catalog, c) for c in allowed)
+    if not allowed:
+        return PolicyOutcome(arm.name, policy.name, policy.version, assignment, shared, (), (), (), (), ())
+    actions = [
+        Action(
+            id=c.label,
+            features=f,
+            value=catalog.offers[c.offer_id].value,
+            priority=catalog.offers[c.offer_id].priority,
+            group=c.offer_id,
+        )
+        for c, f in zip(allowed, feats)
+    ]
+    context = Context(shared)
+    first = policy.rank(context, actions)
+    slate = choose_slate(policy, context, actions, count, rng, first=first)
+    picks = tuple(
+        Pick(allowed[s.index], s.index, s.rank, float(s.probability), float(s.score)) for s in slate
+    )
+    return PolicyOutcome(
+        arm=arm.name,
+        policy=policy.name,
+        model_version=policy.version,
+        assignment=assignment,
+        context=shared,
+        candidates=allowed,
+        action_features=feats,
+        probabilities=tuple(float(p) for p in first.probabilities),
+        scores=tuple(float(s) for s in first.scores),
+        picks=picks,
+    )
