@@ -1,0 +1,75 @@
+"""Eligibility: the CEL rules of the placement, the offer and the content.
+
+All three apply to a candidate, in that order; the first that is false (or
+fails) removes it. A placement rule that is false removes every candidate.
+A rule that fails on this profile (missing attribute, wrong type in the
+data) removes the candidates it guards with "eligibility error: ...", and
+the request goes on.
+
+Each distinct rule is evaluated once per request, per offer when it reads
+`offer` and per channel when it reads `channel` (see rules.Evaluator).
+"""
+
+from __future__ import annotations
+
+from decision.catalog import Rule
+from decision.domain import Candidate, Removal, StageResult
+from decision.rules import CompiledRule, Evaluator, RuleError, RuleEvaluationError, compiled
+from decision.stages import Situation
+
+STAGE = "eligibility"
+FALSE = "rule is false for this profile"
+
+
+def _label(owner: str, rule: Rule) -> str:
+    return f"{owner}: {' '.join(rule.text.split())}"
+
+
+def apply(situation: Situation, candidates: tuple[Candidate, ...]) -> StageResult:
+    catalog = situation.catalog
+    placement = situation.placement
+    # Each candidate's rules as (owner, rule), and the distinct compiled rules.
+    plans: list[tuple[tuple[str, Rule], ...]] = []
+    programs: dict[int, CompiledRule | RuleError] = {}
+    for c in candidates:
+        offer = catalog.offers[c.offer_id]
+        content = catalog.contents.get(c.content_id)
+        plan = []
+        if placement.eligibility is not None:
+            plan.append((f"placement {placement.id}", placement.eligibility))
+        if offer.eligibility is not None:
+            plan.append((f"offer {offer.id}", offer.eligibility))
+        if content is not None and content.eligibility is not None:
+            plan.append((f"content {content.id}", content.eligibility))
+        for _, rule in plan:
+            if id(rule) not in programs:
+                try:
+                    programs[id(rule)] = compiled(rule)
+                except RuleError as e:
+                    programs[id(rule)] = e
+        plans.append(tuple(plan))
+    if not programs:
+        return StageResult(candidates)
+
+    evaluator = Evaluator(situation.profile, situation.request.context, situation.now_ms)
+    evaluator.prepare(p for p in programs.values() if isinstance(p, CompiledRule))
+    survivors: list[Candidate] = []
+    removed: list[Removal] = []
+    for c, plan in zip(candidates, plans):
+        reason: Removal | None = None
+        for owner, rule in plan:
+            program = programs[id(rule)]
+            try:
+                if isinstance(program, RuleError):
+                    raise program
+                if not evaluator.evaluate(program, catalog.offers[c.offer_id], c.channel):
+                    reason = Removal(c, STAGE, _label(owner, rule), FALSE)
+            except (RuleError, RuleEvaluationError) as e:
+                reason = Removal(c, STAGE, _label(owner, rule), f"eligibility error: {e}")
+            if reason is not None:
+                break
+        if reason is None:
+            survivors.append(c)
+        else:
+            removed.append(reason)
+    return StageResult(tuple(survivors), tuple(removed))

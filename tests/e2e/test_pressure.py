@@ -1,0 +1,107 @@
+"""Contact pressure end to end: caps, budgets, minimum delay, quiet hours and
+suppression bite through the real service; reservations are atomic under
+concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest_asyncio
+
+from decision.clock import ManualClock
+from decision.nba.v1 import decision_pb2 as pb
+from decision.profiles_file import parse_line
+from decision.store.redis_store import ProfileWriter
+from tests.e2e.conftest import start_service
+from tests.helpers import ROOT
+
+CATALOG = ROOT / "tests" / "data" / "pressure_catalog.yaml"
+CONSENTED = {"marketing": "granted", "service": "granted", "channel:email": "granted", "channel:sms": "granted"}
+
+
+@pytest_asyncio.fixture
+async def svc(redis, redis_url):
+    # 2026-11-18 12:00 UTC
+    clock = ManualClock(ms=1_795_003_200_000)
+    s = await start_service(redis_url, CATALOG, clock)
+    writer = ProfileWriter(s.app.redis)
+    for i in range(120):
+        await writer.write(parse_line({"id": f"pid:p{i}", "consent": CONSENTED,
+                                       "attributes": {"timezone": "Europe/Paris"}}, clock.now_ms(), "test"))
+    try:
+        yield s
+    finally:
+        await s.channel.close()
+        await s.app.stop()
+
+
+def _got(resp, offer):
+    return [i for i in resp.items if i.offer_id == offer and not resp.fallback]
+
+
+async def test_fifty_concurrent_decides_never_exceed_a_cap_of_three(svc):
+    resps = await asyncio.gather(*(svc.decide("capped_spot", "pid:p0") for _ in range(60)))
+    granted = [r for r in resps if _got(r, "capped")]
+    assert len(granted) == 3
+    assert all(r.fallback and r.items[0].offer_id == "filler" for r in resps if r not in granted)
+
+
+async def test_cap_explains_the_rule_and_its_count(svc):
+    for _ in range(3):
+        assert _got(await svc.decide("capped_spot", "pid:p1"), "capped")
+    resp = await svc.decide("capped_spot", "pid:p1", explain=True)
+    assert resp.fallback
+    (row,) = [e for e in resp.explanations if e.offer_id == "capped"]
+    assert row.stage == "pressure" and "cap" in row.rule and "3" in row.rule
+    svc.clock.advance(days=1, seconds=1)  # sliding window: a day later the cap has room again
+    assert _got(await svc.decide("capped_spot", "pid:p1"), "capped")
+
+
+async def test_global_budget_is_never_exceeded_across_persons(svc):
+    resps = await asyncio.gather(*(svc.decide("budget_spot", f"pid:p{i}") for i in range(100)))
+    assert sum(1 for r in resps if _got(r, "budgeted")) == 10
+
+
+async def test_dry_run_never_reserves(svc):
+    for _ in range(10):
+        assert _got(await svc.decide("capped_spot", "pid:p2", dry_run=True), "capped")
+    assert len([r for r in [await svc.decide("capped_spot", "pid:p2") for _ in range(4)] if _got(r, "capped")]) == 3
+
+
+async def test_minimum_delay_between_contacts_on_a_channel(svc):
+    first = await svc.decide("outbound", "pid:p3", channels=["email"])
+    assert _got(first, "newsletter")
+    svc.clock.advance(hours=2)
+    second = await svc.decide("outbound", "pid:p3", channels=["email"], explain=True)
+    assert not second.items
+    (row,) = [e for e in second.explanations if e.channel == "email"]
+    assert row.stage == "pressure" and "delay" in row.rule
+    svc.clock.advance(hours=23)
+    assert _got(await svc.decide("outbound", "pid:p3", channels=["email"]), "newsletter")
+
+
+async def test_quiet_hours_in_the_persons_time_zone(svc):
+    # 12:00 UTC = 13:00 in Paris: SMS allowed
+    assert _got(await svc.decide("outbound", "pid:p4", channels=["sms"], dry_run=True), "newsletter")
+    svc.clock.advance(hours=9)  # 21:00 UTC = 22:00 in Paris: quiet
+    resp = await svc.decide("outbound", "pid:p4", channels=["sms"], explain=True, dry_run=True)
+    assert not resp.items
+    (row,) = [e for e in resp.explanations if e.channel == "sms"]
+    assert row.stage == "pressure" and "quiet" in row.rule
+
+
+async def test_suppression_after_ignored_exposures_and_reset_by_a_click(svc):
+    ids = []
+    for _ in range(3):
+        r = await svc.decide("nag_spot", "pid:p5")
+        assert _got(r, "nagging")
+        ids.append(r.decision_id)
+        svc.clock.advance(minutes=5)
+    resp = await svc.decide("nag_spot", "pid:p5", explain=True)
+    assert resp.fallback
+    (row,) = [e for e in resp.explanations if e.offer_id == "nagging"]
+    assert row.stage == "pressure" and "suppress" in (row.rule + row.detail).lower()
+    # a positive reward on the last exposure lifts the suppression
+    await svc.stub.Reward(pb.RewardRequest(decision_id=ids[-1], event_type="click", event_id="c1"))
+    svc.clock.advance(minutes=1)
+    assert _got(await svc.decide("nag_spot", "pid:p5"), "nagging")
