@@ -145,6 +145,7 @@ def decide_response(d: Decision, explain: bool) -> pb.DecideResponse:
         fallback=d.fallback,
         request_id=d.request_id,
         logged=d.logged,
+        degraded=d.degraded,
     )
     for item in d.items:
         resp.items.add(
@@ -223,4 +224,5 @@ def reward_event(msg: pb.RewardRequest) -> RewardEvent:
 
 
 def reward_ack(a: RewardAck) -> pb.RewardAck:
-    return pb.RewardAck(decision_id=a.decision_id, event_id=a.event_id, duplicate=a.duplicate, reward=a.reward)
+    return pb.RewardAck(decision_id=a.decision_id, event_id=a.event_id, duplicate=a.duplicate, reward=a.reward,
+                        deferred=a.deferred)

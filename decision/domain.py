@@ -176,6 +176,8 @@ class Decision:
     scores: tuple[float, ...] = ()
     notes: tuple[str, ...] = ()
     request_id: str = ""
+    # The state store was unreachable: fallback served, logged from the spool later.
+    degraded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,3 +196,5 @@ class RewardAck:
     event_id: str
     duplicate: bool
     reward: float
+    # Spooled while the store was unreachable; checked and counted later.
+    deferred: bool = False

@@ -47,6 +47,18 @@ class Unavailable(NbaError):
     code = Code.UNAVAILABLE
 
 
+class DeadlineExceeded(NbaError):
+    code = Code.DEADLINE_EXCEEDED
+
+
+class StoreUnavailable(NbaError):
+    """Redis did not answer within the time budget (or the connection failed).
+    The pipeline degrades on it; it reaches a caller only where nothing can
+    be done without the store."""
+
+    code = Code.UNAVAILABLE
+
+
 class CatalogError(NbaError):
     """A catalog file that cannot be used. `errors` lists every problem found,
     each naming file, line and field."""

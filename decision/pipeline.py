@@ -9,13 +9,14 @@ No gRPC and no protobuf here: the servicer converts at the edge.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import redis.asyncio as aioredis
 
-from decision import errors
+from decision import errors, metrics
 from decision.catalog import Catalog, Placement
 from decision.clock import Clock
 from decision.domain import (
@@ -23,6 +24,7 @@ from decision.domain import (
     ChosenItem,
     DecideRequest,
     Decision,
+    Profile,
     Removal,
     StageResult,
 )
@@ -32,9 +34,15 @@ from decision.policies import PolicyBook
 from decision.privacy import Pseudonymizer
 from decision.records import DecisionRecord, LoggedAction, LoggedItem, LoggedRemoval
 from decision.stages import Situation, candidates, consent, eligibility, identity, policy, pressure
+from decision.spool import Spool
+from decision.store.guard import store_call
 from decision.store.pressure_store import reserve
 from decision.store.redis_store import ProfileStore
 from decision.tracing import span
+
+# Redis calls of one request get this much time at most, and never more than
+# half of what is left of the caller's deadline.
+DEFAULT_REDIS_BUDGET_S = 0.05
 
 log = logging.getLogger("nba.pipeline")
 
@@ -68,6 +76,8 @@ class Decider:
         pseudonymizer: Pseudonymizer,
         rng: np.random.Generator | None = None,
         allow_as_of: bool = False,
+        spool: Spool | None = None,
+        redis_budget_s: float = DEFAULT_REDIS_BUDGET_S,
     ) -> None:
         self.redis = redis
         self.store = store
@@ -77,6 +87,8 @@ class Decider:
         self.pseudonymizer = pseudonymizer
         self.rng = rng if rng is not None else np.random.default_rng()
         self.allow_as_of = allow_as_of
+        self.spool = spool
+        self.redis_budget_s = redis_budget_s
 
     def _placement(self, catalog: Catalog, request: DecideRequest) -> Placement:
         placement = catalog.placements.get(request.placement)
@@ -102,18 +114,46 @@ class Decider:
             raise errors.InvalidArgument("as_of is only accepted when the server runs with --allow-as-of", field="as_of")
         return request.as_of_ms
 
-    async def decide(self, request: DecideRequest) -> Decision:
+    def _budget(self, time_remaining_s: float | None) -> float:
+        if time_remaining_s is None:
+            return self.redis_budget_s
+        if time_remaining_s <= 0:
+            raise errors.DeadlineExceeded("the caller's deadline has passed")
+        return min(self.redis_budget_s, time_remaining_s / 2)
+
+    async def decide(self, request: DecideRequest, time_remaining_s: float | None = None) -> Decision:
+        started = time.perf_counter()
         holder = self.holder  # one consistent catalog + policies for the whole request
         catalog = holder.catalog
         placement = self._placement(catalog, request)
         now = self._now(request)
+        budget = self._budget(time_remaining_s)
+        try:
+            decision = await self._decide(request, holder, placement, now, budget)
+        except errors.StoreUnavailable as e:
+            log.warning("decide degraded: %s", e)
+            decision = await self._degraded(request, catalog, placement, now)
+        metrics.DECISIONS.add(1, {"placement": placement.id, "arm": decision.arm, "fallback": decision.fallback,
+                                  "degraded": decision.degraded})
+        metrics.DECIDE_DURATION.record(time.perf_counter() - started, {"placement": placement.id})
+        return decision
 
+    async def _decide(self, request: DecideRequest, holder: CatalogHolder, placement: Placement, now: int,
+                      budget: float) -> Decision:
+        catalog = holder.catalog
+        t0 = time.perf_counter()
         with span("nba.stage.identity"):
             lookup = identity.first_lookup(request)
-            profiles = await self.store.fetch(lookup.keys, now)
+            async with store_call("fetch_profile", budget):
+                profiles = await self.store.fetch(lookup.keys, now)
             target = identity.link_target(request, profiles)
-            linked = (await self.store.fetch((target,), now))[0] if target else None
+            linked = None
+            if target:
+                async with store_call("fetch_linked_profile", budget):
+                    linked = (await self.store.fetch((target,), now))[0]
             resolution = identity.resolve(request, profiles[0], linked)
+        t1 = time.perf_counter()
+        metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS["identity"])
 
         situation = Situation(
             request=request,
@@ -130,28 +170,66 @@ class Decider:
         for name, stage in FILTERS:
             with span(f"nba.stage.{name}"):
                 result = stage(situation, allowed)
+            t0, t1 = t1, time.perf_counter()
+            metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS[name])
             allowed = result.survivors
             removed.extend(result.removed)
+        for r in removed:
+            metrics.REMOVALS.add(1, {"stage": r.stage, "offer": r.candidate.offer_id, "rule": _rule_name(r.rule)})
 
         with span("nba.stage.policy"):
             outcome = policy.choose(situation, allowed, holder.book, self.rng, request.count or 1)
+        t0, t1 = t1, time.perf_counter()
+        metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS["policy"])
 
         decision_id = new_decision_id(now)
         with span("nba.stage.commit"):
-            return await self._commit(situation, outcome, removed, decision_id, resolution.notes)
+            decision = await self._commit(situation, outcome, removed, decision_id, resolution.notes, budget)
+        metrics.STAGE_DURATION.record(time.perf_counter() - t1, _STAGE_ATTRS["commit"])
+        return decision
+
+    async def _degraded(self, request: DecideRequest, catalog: Catalog, placement: Placement, now: int) -> Decision:
+        """The store is unreachable: serve the placement's fallback on an
+        inbound channel; contact nobody on an outbound one, since its pressure
+        cannot be checked. Logged through the spool."""
+        situation = Situation(request, catalog, placement, Profile(key=request.identity.key), request.identity.key,
+                              request.identity.anonymous, now)
+        items = tuple(i for i in self._fallback_items(situation)
+                      if not catalog.channels[i.candidate.channel].outbound
+                      and (not request.channels or i.candidate.channel in request.channels))
+        decision_id = new_decision_id(now)
+        logged = not request.dry_run and self.spool is not None
+        if logged:
+            record = DecisionRecord(
+                decision_id=decision_id, ts_ms=now, placement=placement.id, arm="degraded", policy="fallback",
+                model_version="", catalog_version=catalog.version,
+                person=self.pseudonymizer.person(situation.counted_key), anonymous=situation.anonymous,
+                assignment="request", context={}, actions=(), items=(), fallback=True,
+                request_id=request.request_id, join_window_s=placement.reward.window_s,
+                default_reward=placement.reward.default, simulated=request.as_of_ms is not None)
+            await self.spool.add_decision(record, situation.counted_key,
+                                          [(i.candidate.offer_id, i.rank) for i in items])
+            metrics.SPOOLED.add(1, {"kind": "decision"})
+        notes = ("state store unreachable: degraded decision (fallback on inbound channels, "
+                 "no outbound contact)",) if request.explain else ()
+        return Decision(decision_id=decision_id, placement=placement.id, items=items, arm="degraded",
+                        policy="fallback", model_version="", fallback=True, logged=logged, notes=notes,
+                        request_id=request.request_id, degraded=True)
 
     async def _commit(self, situation: Situation, outcome: policy.PolicyOutcome, removed: list[Removal],
-                      decision_id: str, notes: tuple[str, ...]) -> Decision:
+                      decision_id: str, notes: tuple[str, ...], budget: float) -> Decision:
         request = situation.request
         catalog = situation.catalog
         picks = list(outcome.picks)
         if picks and not request.dry_run:
-            refusals = await reserve(self.redis, situation, [p.candidate for p in picks], decision_id)
+            async with store_call("reserve", budget):
+                refusals = await reserve(self.redis, situation, [p.candidate for p in picks], decision_id)
             kept = []
             for pick, refusal in zip(picks, refusals):
                 if refusal is None:
                     kept.append(pick)
                 else:
+                    metrics.RESERVATION_REFUSALS.add(1, {"offer": refusal.candidate.offer_id})
                     removed.append(Removal(refusal.candidate, "commit", refusal.rule,
                                            "reservation refused: " + (refusal.detail or "a concurrent decision took the last slot")))
             picks = kept
@@ -169,8 +247,17 @@ class Decider:
         logged = not request.dry_run
         if logged:
             record = self._record(situation, outcome, items, picks, removed, decision_id, fallback)
-            await self.logs.write_decision(
-                record, situation.counted_key, [(i.candidate.offer_id, i.rank) for i in items])
+            served = [(i.candidate.offer_id, i.rank) for i in items]
+            try:
+                async with store_call("log_decision", budget):
+                    await self.logs.write_decision(record, situation.counted_key, served)
+            except errors.StoreUnavailable:
+                if self.spool is None:
+                    raise
+                # The exposure is reserved and the answer is ready: keep the row
+                # locally rather than fail or lose it.
+                await self.spool.add_decision(record, situation.counted_key, served)
+                metrics.SPOOLED.add(1, {"kind": "decision"})
 
         return Decision(
             decision_id=decision_id,
@@ -229,3 +316,12 @@ class Decider:
             default_reward=situation.placement.reward.default,
             simulated=request.as_of_ms is not None,
         )
+
+
+_STAGE_ATTRS = {name: {"stage": name} for name in ("identity", "policy", "commit", *(n for n, _ in FILTERS))}
+
+
+def _rule_name(rule: str) -> str:
+    """The rule without its live numbers: "cap offer 3/86400s (count 3)" ->
+    "cap offer 3/86400s", so metric labels stay bounded by the catalog."""
+    return rule.split(" (", 1)[0][:120]

@@ -1,27 +1,42 @@
 """Reward: find the decision, apply the placement's reward function, count
 each event id once, log it for learning.
 
-Idempotency: the event id is added to the decision's event set first (SADD is
-atomic); only the call that added it writes the log row. If that write fails,
-the id is removed again so that the caller's retry is not mistaken for a
-duplicate.
+Idempotency: an event id is first *claimed* on the decision's slot (a Lua
+script: absent -> pending), then logged, then marked done. Concurrent copies
+of the event see the claim and answer "duplicate". A claim left pending by an
+attempt that died (Redis went away mid-write) expires after a short lease, and
+the spool replay of that very event takes it over at once, so the event is
+neither lost nor counted twice. (The one gap: the log write succeeded but the
+store vanished before "done" was recorded; the replay then writes a second
+row with the same event id, which the learner's join counts once.)
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import redis.asyncio as aioredis
 
-from decision import errors
+from decision import errors, metrics
 from decision.catalog import Catalog, RewardSpec
 from decision.clock import Clock
 from decision.domain import RewardAck, RewardEvent
 from decision.logs import Logs
 from decision.records import RewardRecord
+from decision.spool import Spool
 from decision.store import keys
+from decision.store.guard import store_call
+from decision.store.lua import LuaScript
 from decision.store.pressure_store import record_positive_reward
+
+CLAIM = LuaScript.load("reward_claim.lua")
+# A pending claim older than this belongs to an attempt that died.
+CLAIM_LEASE_MS = 5_000
+
+log = logging.getLogger("nba.rewards")
+REDIS_BUDGET_S = 0.25
 
 DEFAULT_EVENTS: dict[str, float | str] = {
     "impression": 0.0,
@@ -50,13 +65,44 @@ def reward_value(spec: RewardSpec, event: RewardEvent, offer_value: float) -> fl
 
 
 class Rewards:
-    def __init__(self, redis: aioredis.Redis, logs: Logs, clock: Clock) -> None:
+    def __init__(self, redis: aioredis.Redis, logs: Logs, clock: Clock, spool: Spool | None = None,
+                 budget_s: float = REDIS_BUDGET_S) -> None:
         self.redis = redis
         self.logs = logs
         self.clock = clock
+        self.spool = spool
+        self.budget_s = budget_s
 
     async def accept(self, catalog: Catalog, event: RewardEvent) -> RewardAck:
-        stored = await self.redis.hgetall(keys.decision(event.decision_id))
+        """Count the event once, or keep it in the spool while Redis is away."""
+        if event.occurred_at_ms is None:
+            # Fix the time now: a spooled event replayed later keeps its real time.
+            event = RewardEvent(event.decision_id, event.offer_id, event.event_type, event.event_id, event.value,
+                                self.clock.now_ms())
+        try:
+            return await self._accept(catalog, event, takeover=False)
+        except errors.StoreUnavailable:
+            if self.spool is None:
+                raise
+            await self.spool.add_reward(event)
+            metrics.SPOOLED.add(1, {"kind": "reward"})
+            metrics.REWARDS.add(1, {"placement": "", "event_type": event.event_type, "outcome": "deferred"})
+            return RewardAck(event.decision_id, event.event_id, duplicate=False, reward=0.0, deferred=True)
+
+    async def replay(self, catalog: Catalog, event: RewardEvent) -> None:
+        """Replay a spooled event; one the store refuses now (unknown decision,
+        bad item) is dropped with a log line, as it would have been refused."""
+        try:
+            await self._accept(catalog, event, takeover=True)
+        except errors.StoreUnavailable:
+            raise
+        except errors.NbaError as e:
+            log.warning("spooled reward %s dropped: %s", event.event_id, e)
+            metrics.REWARDS.add(1, {"placement": "", "event_type": event.event_type, "outcome": "dropped"})
+
+    async def _accept(self, catalog: Catalog, event: RewardEvent, *, takeover: bool) -> RewardAck:
+        async with store_call("find_decision", self.budget_s):
+            stored = await self.redis.hgetall(keys.decision(event.decision_id))
         if not stored:
             raise errors.NotFound(
                 f"unknown decision {event.decision_id!r} (never logged, a dry run, or past its join window)",
@@ -84,14 +130,14 @@ class Rewards:
             raise errors.InvalidArgument("reward value must be finite", field="value")
 
         now = self.clock.now_ms()
-        ttl = await self.redis.ttl(keys.decision(event.decision_id))
         events_key = keys.decision_events(event.decision_id)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.sadd(events_key, event.event_id)
-        pipe.expire(events_key, max(ttl, 60))
-        added, _ = await pipe.execute()
-        ack = RewardAck(event.decision_id, event.event_id, duplicate=not added, reward=value)
-        if not added:
+        ttl_s = int(stored.get("window", 86_400)) + 86_400
+        async with store_call("claim_reward_event", self.budget_s):
+            claimed = await CLAIM(self.redis, [events_key],
+                                  [event.event_id, now, "1" if takeover else "0", ttl_s, CLAIM_LEASE_MS])
+        ack = RewardAck(event.decision_id, event.event_id, duplicate=not claimed, reward=value)
+        if not claimed:
+            metrics.REWARDS.add(1, {"placement": placement.id, "event_type": event.event_type, "outcome": "duplicate"})
             return ack
 
         record = RewardRecord(
@@ -109,10 +155,21 @@ class Rewards:
             reward=value,
         )
         try:
-            await self.logs.write_reward(record)
-            if value > 0:
-                await record_positive_reward(self.redis, stored["pk"], offer_id, record.occurred_ms)
-        except Exception:
-            await self.redis.srem(events_key, event.event_id)
+            async with store_call("log_reward", self.budget_s):
+                await self.logs.write_reward(record)
+                if value > 0:
+                    await record_positive_reward(self.redis, stored["pk"], offer_id, record.occurred_ms)
+                await self.redis.hset(events_key, event.event_id, "d")
+        except errors.StoreUnavailable:
+            # Release the claim so that the caller's retry counts it; if even
+            # that fails, the lease (or the spool replay's takeover) frees it.
+            try:
+                async with store_call("release_reward_event", self.budget_s):
+                    await self.redis.hdel(events_key, event.event_id)
+            except errors.StoreUnavailable:
+                pass
             raise
+        metrics.REWARDS.add(1, {"placement": placement.id, "event_type": event.event_type, "outcome": "counted"})
+        metrics.REWARD_LAG.record(max(0, record.occurred_ms - int(stored.get("ts", record.occurred_ms))) / 1000,
+                                  {"placement": placement.id})
         return ack

@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from bandits.registry import KINDS, validate_params
-from decision import errors
+from decision import errors, metrics
 from decision.catalog import Catalog, load_catalog
 from decision.clock import Clock, SystemClock
 from decision.logs import LogConfig, Logs
@@ -24,7 +24,9 @@ from decision.nba.v1 import decision_pb2_grpc as pb_grpc
 from decision.pipeline import CatalogHolder, Decider
 from decision.policies import PolicyBook
 from decision.privacy import Pseudonymizer
+from decision.records import DecisionRecord
 from decision.rewards import Rewards
+from decision.spool import Spool
 from decision.rules import compile_rule
 from decision.service import AdminServicer, DecisionServicer
 from decision.store import keys
@@ -73,6 +75,13 @@ class Settings:
     health_poll_s: float = 1.0
     seed: int | None = None
     log_config: LogConfig = field(default_factory=LogConfig)
+    # Redis calls of one Decide get at most this long (and at most half the
+    # caller's remaining deadline); past it the decision degrades.
+    redis_budget_s: float = 0.05
+    # Prometheus /metrics port; 0 disables the endpoint.
+    metrics_port: int = 0
+    # Where decisions and rewards wait while Redis is unreachable.
+    spool_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +115,9 @@ class App:
             url = self.embedded.url
             log.info("embedded Redis-compatible server on %s (data dir %s)", url, s.data_dir)
         self.redis = connect(url)
-        await self.redis.ping()
+        await self._wait_for_redis()
         await self.redis.set(keys.CATALOG_VERSION, catalog.version)
+        self.spool = Spool(s.spool_dir or (s.data_dir / "spool"))
         rng = np.random.default_rng(s.seed)
         self.holder = CatalogHolder(catalog, PolicyBook.from_catalog(catalog, seed=s.seed or 0))
         self.logs = Logs(self.redis, s.log_config)
@@ -120,8 +130,13 @@ class App:
             pseudonymizer=await Pseudonymizer.from_env_or_redis(self.redis),
             rng=rng,
             allow_as_of=s.allow_as_of,
+            spool=self.spool,
+            redis_budget_s=s.redis_budget_s,
         )
-        self.rewards = Rewards(self.redis, self.logs, self.clock)
+        self.rewards = Rewards(self.redis, self.logs, self.clock, self.spool)
+        metrics.observe_models(self._models_in_use)
+        if s.metrics_port:
+            metrics.serve_prometheus(s.metrics_port, s.host)
 
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -148,6 +163,33 @@ class App:
         ]
         log.info("serving on %s:%d with catalog %s (version %s)", s.host, self.port, s.catalog, catalog.version)
         return self
+
+    async def _wait_for_redis(self, attempts: int = 50) -> None:
+        for attempt in range(attempts):
+            try:
+                await self.redis.ping()
+                return
+            except Exception as e:  # noqa: BLE001 - retried, then re-raised
+                if attempt == attempts - 1:
+                    raise
+                log.warning("redis not reachable yet (%s); retrying", e)
+                await asyncio.sleep(0.2)
+
+    def _models_in_use(self):
+        for (placement, arm), policy in self.holder.book.policies.items():
+            yield placement, arm, policy.version
+
+    async def _replay_decision(self, record: DecisionRecord, person_key: str, served: list[tuple[str, int]]) -> bool:
+        # Idempotent: a decision whose key exists was written with its row already.
+        if await self.redis.exists(keys.decision(record.decision_id)):
+            return False
+        await self.logs.write_decision(record, person_key, served)
+        return True
+
+    async def replay_spool(self) -> int:
+        """Apply what was spooled while Redis was away; safe to call any time."""
+        catalog = self.holder.catalog
+        return await self.spool.replay(self._replay_decision, lambda e: self.rewards.replay(catalog, e))
 
     async def _set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -184,6 +226,7 @@ class App:
                 await self.reload_catalog()
 
     async def _watch_health(self) -> None:
+        """Health follows Redis; when it comes back, the spool is replayed."""
         healthy = True
         while True:
             await asyncio.sleep(self.settings.health_poll_s)
@@ -197,6 +240,11 @@ class App:
                 log.warning("redis %s: health %s", "reachable" if ok else "unreachable",
                             "SERVING" if ok else "NOT_SERVING")
                 await self._set_serving(ok)
+            if ok:
+                try:
+                    await self.replay_spool()
+                except Exception:  # noqa: BLE001 - the store went away again; retried next round
+                    log.warning("spool replay interrupted; will retry", exc_info=True)
 
     async def _trim_logs(self) -> None:
         while True:
@@ -214,6 +262,11 @@ class App:
             t.cancel()
         if self.server is not None:
             await self.server.stop(self.settings.grace_s)
+        if hasattr(self, "spool"):
+            try:  # last chance to hand spooled rows to Redis; they stay on disk otherwise
+                await asyncio.wait_for(self.replay_spool(), timeout=self.settings.grace_s)
+            except Exception:  # noqa: BLE001
+                log.warning("spool kept on disk for the next start (%d entries)", self.spool.pending())
         if hasattr(self, "redis"):
             await self.redis.aclose()
         if self.embedded is not None:

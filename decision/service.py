@@ -45,7 +45,7 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     async def Decide(self, request: pb.DecideRequest, context) -> pb.DecideResponse:
         with span("nba.Decide"):
             req = convert.decide_request(request)
-            decision = await self.app.decider.decide(req)
+            decision = await self.app.decider.decide(req, context.time_remaining())
             return convert.decide_response(decision, req.explain)
 
     @_abort_on_error

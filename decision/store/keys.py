@@ -29,7 +29,7 @@ Service-owned keys outside a person's slot:
     {d:<decision id>}      HASH  what Reward needs to find a decision
                            (placement, person key, items); expires after the
                            placement's join window
-    {d:<decision id>}:e    SET   reward event ids already accepted (idempotency)
+    {d:<decision id>}:e    HASH  reward event id -> "d" counted / "p:<ms>" being counted (idempotency)
     {b:<offer>}:total      STRING global budget spent, all time
     {b:<offer>}:d:<yyyymmdd>  STRING global budget spent that UTC day
     nba:log:decisions      STREAM decision log (one versioned JSON record per entry)

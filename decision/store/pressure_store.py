@@ -23,13 +23,8 @@ FLUSH) the source is sent once with EVAL, which caches it on that node.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Sequence
-
-from redis.exceptions import NoScriptError
 
 from decision.catalog import Budget, Offer
 from decision.domain import Candidate, Removal
@@ -45,29 +40,11 @@ from decision.stages.pressure import (
     suppression_rule,
 )
 from decision.store import keys
+from decision.store.lua import LuaScript
 
-_HERE = Path(__file__).resolve().parent
 # A day key outlives its UTC day by a day: late commits and clock skew still
 # find it, and it disappears on its own afterwards.
 DAY_KEY_TTL_MS = 2 * 86_400_000
-
-
-@dataclass(frozen=True, slots=True)
-class LuaScript:
-    name: str
-    source: str
-    sha: str
-
-    @classmethod
-    def load(cls, filename: str) -> "LuaScript":
-        source = (_HERE / filename).read_text()
-        return cls(filename, source, hashlib.sha1(source.encode()).hexdigest())
-
-    async def __call__(self, redis: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await redis.eval(self.source, len(keys), *keys, *args)
 
 
 RESERVE = LuaScript.load("pressure_reserve.lua")

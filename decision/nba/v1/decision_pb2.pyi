@@ -142,7 +142,7 @@ class CandidateExplanation(_message.Message):
     def __init__(self, offer_id: _Optional[str] = ..., content_id: _Optional[str] = ..., channel: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., stage: _Optional[str] = ..., rule: _Optional[str] = ..., detail: _Optional[str] = ..., probability: _Optional[float] = ..., score: _Optional[float] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("decision_id", "items", "arm", "policy", "model_version", "fallback", "explanations", "notes", "request_id", "logged")
+    __slots__ = ("decision_id", "items", "arm", "policy", "model_version", "fallback", "explanations", "notes", "request_id", "logged", "degraded")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     ARM_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +153,7 @@ class DecideResponse(_message.Message):
     NOTES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LOGGED_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     items: _containers.RepeatedCompositeFieldContainer[DecisionItem]
     arm: str
@@ -163,7 +164,8 @@ class DecideResponse(_message.Message):
     notes: _containers.RepeatedScalarFieldContainer[str]
     request_id: str
     logged: bool
-    def __init__(self, decision_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[DecisionItem, _Mapping]]] = ..., arm: _Optional[str] = ..., policy: _Optional[str] = ..., model_version: _Optional[str] = ..., fallback: _Optional[bool] = ..., explanations: _Optional[_Iterable[_Union[CandidateExplanation, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., logged: _Optional[bool] = ...) -> None: ...
+    degraded: bool
+    def __init__(self, decision_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[DecisionItem, _Mapping]]] = ..., arm: _Optional[str] = ..., policy: _Optional[str] = ..., model_version: _Optional[str] = ..., fallback: _Optional[bool] = ..., explanations: _Optional[_Iterable[_Union[CandidateExplanation, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., logged: _Optional[bool] = ..., degraded: _Optional[bool] = ...) -> None: ...
 
 class RewardRequest(_message.Message):
     __slots__ = ("decision_id", "offer_id", "event_type", "value", "event_id", "occurred_at")
@@ -182,16 +184,18 @@ class RewardRequest(_message.Message):
     def __init__(self, decision_id: _Optional[str] = ..., offer_id: _Optional[str] = ..., event_type: _Optional[str] = ..., value: _Optional[float] = ..., event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RewardAck(_message.Message):
-    __slots__ = ("decision_id", "event_id", "duplicate", "reward")
+    __slots__ = ("decision_id", "event_id", "duplicate", "reward", "deferred")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     REWARD_FIELD_NUMBER: _ClassVar[int]
+    DEFERRED_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     event_id: str
     duplicate: bool
     reward: float
-    def __init__(self, decision_id: _Optional[str] = ..., event_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., reward: _Optional[float] = ...) -> None: ...
+    deferred: bool
+    def __init__(self, decision_id: _Optional[str] = ..., event_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., reward: _Optional[float] = ..., deferred: _Optional[bool] = ...) -> None: ...
 
 class ReloadCatalogRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,91 @@
+"""Service metrics (OpenTelemetry instruments), exposed for Prometheus on
+`/metrics` and optionally pushed with OTLP.
+
+Label values are catalog ids, stage names and rule names: bounded by the
+catalog, never a person.
+
+    nba_decisions_total{placement, arm, fallback, degraded}
+    nba_decide_duration_seconds{placement}         end-to-end pipeline latency
+    nba_stage_duration_seconds{stage}               per pipeline stage
+    nba_removals_total{stage, offer, rule}          candidates removed, by rule
+    nba_reservation_refusals_total{offer}           refused at commit (concurrent race)
+    nba_redis_errors_total{op, kind}                errors and timeouts of Redis calls
+    nba_rewards_total{placement, event_type, outcome}
+    nba_reward_join_lag_seconds{placement}          reward time - decision time
+    nba_spool_entries_total{kind}                   written to the local spool
+    nba_model_version_info{placement, arm, version} 1 for the model in use
+    nba_model_load_errors_total{placement, arm}     snapshots refused by this replica
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+log = logging.getLogger("nba.metrics")
+
+_meter = metrics.get_meter("nba.decision")
+
+DECISIONS = _meter.create_counter("nba_decisions", description="decisions made")
+DECIDE_DURATION = _meter.create_histogram("nba_decide_duration", unit="s", description="decide pipeline latency")
+STAGE_DURATION = _meter.create_histogram("nba_stage_duration", unit="s", description="latency per pipeline stage")
+REMOVALS = _meter.create_counter("nba_removals", description="candidates removed by a rule")
+RESERVATION_REFUSALS = _meter.create_counter("nba_reservation_refusals", description="chosen items refused at commit")
+REDIS_ERRORS = _meter.create_counter("nba_redis_errors", description="Redis errors and timeouts")
+REWARDS = _meter.create_counter("nba_rewards", description="reward events")
+REWARD_LAG = _meter.create_histogram("nba_reward_join_lag", unit="s", description="reward time minus decision time")
+SPOOLED = _meter.create_counter("nba_spool_entries", description="entries written to the local spool")
+MODEL_LOAD_ERRORS = _meter.create_counter("nba_model_load_errors", description="model snapshots refused")
+
+_model_sources: list[Callable[[], Iterable[tuple[str, str, str]]]] = []
+
+
+def observe_models(source: Callable[[], Iterable[tuple[str, str, str]]]) -> None:
+    """Register a callable yielding (placement, arm, version) of the models in use."""
+    _model_sources.append(source)
+
+
+def _models(options: CallbackOptions) -> Iterable[Observation]:
+    for source in list(_model_sources):
+        try:
+            for placement, arm, version in source():
+                yield Observation(1, {"placement": placement, "arm": arm, "version": version})
+        except Exception:  # a metrics scrape must never fail the service
+            log.debug("model source failed", exc_info=True)
+
+
+_meter.create_observable_gauge("nba_model_version_info", callbacks=[_models], description="model version in use")
+
+
+def serve_prometheus(port: int, host: str = "127.0.0.1") -> None:
+    """Install the SDK meter provider with a Prometheus reader and serve
+    /metrics on host:port (a daemon thread of prometheus_client)."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.resources import Resource
+    from prometheus_client import start_http_server
+
+    readers = [PrometheusMetricReader()]
+    otlp = _otlp_reader()
+    if otlp is not None:
+        readers.append(otlp)
+    metrics.set_meter_provider(MeterProvider(resource=Resource.create({"service.name": "nba-decision"}),
+                                             metric_readers=readers))
+    start_http_server(port, addr=host)
+
+
+def _otlp_reader():
+    import os
+
+    if not os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    except ImportError:
+        log.warning("OTLP endpoint set but the [otlp] extra is not installed: metrics go to /metrics only")
+        return None
+    return PeriodicExportingMetricReader(OTLPMetricExporter())
