@@ -15,7 +15,7 @@ import hashlib
 import math
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -156,11 +156,29 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Apprentice:
+    """Apprentice mode of an arm (docs/LEARNING.md): the arm serves
+    `baseline` and logs its choices with the baseline's probabilities while
+    the learner trains the arm's own (learning) policy on those logs. It
+    switches to the learned policy when `until` says so: "ope", by the
+    learner, once the learned policy's off-policy estimate (lower confidence
+    bound, over at least `min_examples` logged decisions with full support)
+    beats the baseline's reward rate; "manual", only by
+    `nba models graduate`."""
+
+    baseline: str  # PolicyConfig name
+    until: str = "ope"  # "ope" | "manual"
+    min_examples: int = 1000
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Arm:
     name: str
     policy: str  # PolicyConfig name
     share: float = 1.0
     line: int = 0
+    apprentice: Apprentice | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +214,10 @@ class Placement:
     reward: RewardSpec = field(default_factory=RewardSpec)
     eligibility: Rule | None = None
     line: int = 0
+    # Which logged decisions train a learning arm (docs/LEARNING.md):
+    # "own" - its own decisions and those of the uniform-random arms;
+    # "all_arms" - every arm's decisions of this placement.
+    learn_from: str = "own"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +253,11 @@ DEFAULT_PURPOSE = "marketing"
 DEFAULT_REWARD_WINDOW_S = 86_400
 REWARD_FROM_EVENT = "value"
 REWARD_FROM_OFFER = "offer_value"
+LEARN_FROM = ("own", "all_arms")
+APPRENTICE_UNTIL = ("ope", "manual")
+DEFAULT_APPRENTICE_MIN_EXAMPLES = 1000
+# Built-in kinds that never learn: an apprentice arm's own policy cannot be one.
+NON_LEARNING_KINDS = frozenset({"uniform", "fixed_priority"})
 
 _ID = re.compile(r"[a-z0-9_][a-z0-9_.-]{0,63}")
 _DURATION_PART = re.compile(r"(\d+)([wdhms])")
@@ -252,8 +279,10 @@ _BUDGET_KEYS = ("total", "per_day")
 _SUPPRESSION_KEYS = ("after_ignored", "window")
 _PLACEMENT_KEYS = (
     "id", "channels", "max_items", "offers", "policy", "arms", "salt", "fallback", "reward", "eligibility",
+    "learn_from",
 )  # fmt: skip
-_ARM_KEYS = ("name", "policy", "share")
+_ARM_KEYS = ("name", "policy", "share", "apprentice")
+_APPRENTICE_KEYS = ("baseline", "until", "min_examples")
 _FALLBACK_KEYS = ("offer", "content")
 _REWARD_KEYS = ("events", "window", "default", "range")
 
@@ -1080,6 +1109,7 @@ class _Reader:
             reward=self._reward(f, shown),
             eligibility=f.get("eligibility", self._rule),
             line=node.line,
+            learn_from=f.get("learn_from", _choice(*LEARN_FROM), "own"),
         )
         return placement if placement_id is not None and channels is not None else None
 
@@ -1128,7 +1158,7 @@ class _Reader:
         arms = self._section(f, "arms", self._arm, "name", "arm", required=True, scope=f.path)
         # Shares are relative weights; the splitter wants probabilities.
         total = sum(arm.share for arm in arms)
-        return tuple(Arm(a.name, a.policy, a.share / total, a.line) for a in arms)
+        return tuple(replace(a, share=a.share / total) for a in arms)
 
     def _arm(self, node: Node, path: str) -> Arm | None:
         f = self._fields(node, path, _ARM_KEYS)
@@ -1137,9 +1167,32 @@ class _Reader:
         name = f.get("name", _ident, required=True)
         policy = f.get("policy", self._policy_ref, required=True)
         share = f.get("share", _share, 1.0)
+        apprentice = self._apprentice(f, policy)
         if name is None or policy is None:
             return None
-        return Arm(name, policy, share, line=node.line)
+        return Arm(name, policy, share, line=node.line, apprentice=apprentice)
+
+    def _apprentice(self, arm: _Fields, policy: str | None) -> Apprentice | None:
+        node = arm.node("apprentice")
+        f = None if node is None else self._fields(node, arm.path_of("apprentice"), _APPRENTICE_KEYS)
+        if f is None:
+            return None
+        baseline = f.get("baseline", self._policy_ref, required=True)
+        until = f.get("until", _choice(*APPRENTICE_UNTIL), "ope")
+        min_examples = f.get("min_examples", _count, DEFAULT_APPRENTICE_MIN_EXAMPLES)
+        if policy is not None:
+            kind = self.policies[policy].kind
+            if kind in NON_LEARNING_KINDS:
+                arm.error(
+                    "apprentice",
+                    f"the arm's policy '{policy}' (kind {kind}) does not learn: apprentice mode trains the arm's "
+                    "own learning policy (e.g. kind vw) on the baseline's choices",
+                )
+            elif baseline == policy:
+                f.error("baseline", f"'{baseline}' is the arm's own policy: name the policy to imitate")
+        if baseline is None:
+            return None
+        return Apprentice(baseline, until, min_examples, line=f.line)
 
     def _fallback(self, placement: _Fields, channels: tuple[str, ...] | None) -> tuple[str | None, str | None]:
         node = placement.node("fallback")

@@ -782,3 +782,89 @@ def test_scalars_follow_yaml_1_2(tmp_path):
     assert dict(attributes) == {"country": "NO", "zip": "02134", "flag": True, "n": 1000.0}
     # PyYAML's own loaders are left as they were
     assert yaml.safe_load("a: NO") == {"a": False}
+
+
+# --- learning: apprentice arms and learn_from --------------------------------
+
+LEARNING = edit(
+    BASE,
+    "offers:\n",
+    "policies:\n"
+    "  - {name: champion, kind: vw}\n"
+    "offers:\n",
+)
+
+
+def _arms(text: str, arms: str) -> str:
+    return edit(text, "    fallback:", "    arms:\n" + arms + "    fallback:")
+
+
+def test_apprentice_arm_and_learn_from(tmp_path):
+    text = _arms(
+        LEARNING,
+        "      - name: champion\n"
+        "        policy: champion\n"
+        "        apprentice: {baseline: fixed_priority, until: ope, min_examples: 500}\n"
+        "      - {name: holdout, policy: uniform, share: 0.2}\n",
+    )
+    text = edit(text, "    reward:", "    learn_from: all_arms\n    reward:")
+    catalog = load_catalog(write(tmp_path, text))
+    hero = catalog.placements["hero"]
+    assert hero.learn_from == "all_arms"
+    champion, holdout = hero.arms
+    assert champion.apprentice is not None
+    assert (champion.apprentice.baseline, champion.apprentice.until, champion.apprentice.min_examples) == (
+        "fixed_priority", "ope", 500)
+    assert champion.apprentice.line == line_of(text, "apprentice:")
+    assert champion.share == pytest.approx(1 / 1.2)  # the apprentice survives share normalisation
+    assert holdout.apprentice is None
+    assert catalog.policies["fixed_priority"].kind == "fixed_priority"  # an implicit baseline joins the policies
+
+
+def test_apprentice_and_learn_from_defaults(tmp_path):
+    text = _arms(LEARNING, "      - {name: champion, policy: champion, apprentice: {baseline: uniform}}\n")
+    hero = load_catalog(write(tmp_path, text)).placements["hero"]
+    assert hero.learn_from == "own"
+    assert hero.arms[0].apprentice.until == "ope"
+    assert hero.arms[0].apprentice.min_examples == 1000
+    assert load_catalog(write(tmp_path, BASE)).placements["hero"].learn_from == "own"
+
+
+@pytest.mark.parametrize(
+    ("apprentice", "field", "message"),
+    [
+        ("{baseline: fixd_priority}", "apprentice.baseline",
+         "unknown policy 'fixd_priority' (did you mean 'fixed_priority'?)"),
+        ("{baseline: uniform, until: forever}", "apprentice.until", "expected one of ope, manual, got 'forever'"),
+        ("{baseline: uniform, min_examples: 0}", "apprentice.min_examples", "must be at least 1, got 0"),
+        ("{baseline: uniform, after: 3}", "apprentice.after",
+         "unknown key 'after' (known: baseline, until, min_examples)"),
+        ("{until: manual}", "apprentice.baseline", "required field is missing"),
+        ("{baseline: champion}", "apprentice.baseline",
+         "'champion' is the arm's own policy: name the policy to imitate"),
+        ("fixed_priority", "apprentice", "expected a mapping, got the string 'fixed_priority'"),
+    ],
+)
+def test_bad_apprentice(tmp_path, apprentice, field, message):
+    text = _arms(LEARNING, f"      - {{name: champion, policy: champion, apprentice: {apprentice}}}\n")
+    path, error = one_error(tmp_path, text)
+    assert error == f"{path}:{line_of(text, 'apprentice:')}: placements[hero].arms[champion].{field}: {message}"
+
+
+def test_apprentice_needs_a_learning_policy(tmp_path):
+    text = _arms(LEARNING, "      - name: a\n        policy: uniform\n        apprentice: {baseline: fixed_priority}\n")
+    path, error = one_error(tmp_path, text)
+    assert error == (
+        f"{path}:{line_of(text, 'apprentice:')}: placements[hero].arms[a].apprentice: the arm's policy 'uniform' "
+        "(kind uniform) does not learn: apprentice mode trains the arm's own learning policy (e.g. kind vw) "
+        "on the baseline's choices"
+    )
+
+
+def test_bad_learn_from(tmp_path):
+    text = edit(BASE, "    reward:", "    learn_from: everyone\n    reward:")
+    path, error = one_error(tmp_path, text)
+    assert error == (
+        f"{path}:{line_of(text, 'learn_from')}: placements[hero].learn_from: expected one of own, all_arms, "
+        "got 'everyone'"
+    )

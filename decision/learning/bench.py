@@ -1,0 +1,191 @@
+"""Benchmark (not a test): the learner's joined examples per second.
+
+    nba learn --bench [--bench-decisions 20000] [--bench-actions 20]
+    python -m decision.learning.bench [--decisions N] [--actions K]
+
+A private embedded server in a temporary directory gets N logged decisions
+of one VW placement with K actions each (features shaped like the
+service's: 8 user + 4 context features; offer, content, channel per action,
+the catalog's default interactions) and rewards for about a third of them.
+Then one learner (`--once`, one process, one core) reads both streams,
+decodes, joins, trains, snapshots and acknowledges everything; the figure is
+joined decisions (= examples: one item each) per second of that run, with
+the time per phase. For comparison it also times VW alone on the same
+examples (pre-built text -> parse -> learn) and measures the memory a
+pending decision holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import tempfile
+import time
+import tracemalloc
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from decision.records import DecisionRecord, LoggedAction, LoggedItem, RewardRecord
+from decision.store import keys
+
+T0 = 1_767_225_600_000
+
+
+def catalog_text(actions: int) -> str:
+    offers = "\n".join(
+        f"  - id: o{j}\n    value: {10 + j}\n    margin: 0.2\n    tags: [t{j % 4}]\n"
+        f"    attributes: {{category: k{j % 5}}}\n"
+        f"    contents: [{{id: c{j}, channel: web, template: tpl{j % 3}}}]"
+        for j in range(actions))
+    return f"""version: 1
+channels: [{{id: web}}]
+policies:
+  - {{name: vw_bench, kind: vw}}
+offers:
+{offers}
+placements:
+  - id: bench
+    channels: [web]
+    policy: vw_bench
+    reward: {{events: {{click: 1}}, window: 60s}}
+"""
+
+
+def logs(n: int, actions: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(decision JSON, reward JSON) as the service writes them."""
+    rng = np.random.default_rng(seed)
+    acts = tuple(
+        LoggedAction(f"o{j}", f"c{j}", "web", {
+            "offer": {"id": f"o{j}", "value": float(10 + j), "margin": 0.2, f"tag_t{j % 4}": 1.0,
+                      "category": f"k{j % 5}"},
+            "content": {"id": f"c{j}", "template": f"tpl{j % 3}"},
+            "channel": {"id": "web"},
+        }, 1.0 / actions, 0.0)
+        for j in range(actions))
+    decisions, rewards = [], []
+    for i in range(n):
+        ts = T0 + i * 100
+        context = {
+            "user": {"segment": f"s{rng.integers(8)}", "country": f"c{rng.integers(20)}",
+                     "tenure_y": float(rng.integers(0, 20)), "spend_90d": float(rng.gamma(2.0, 50.0)),
+                     "seg_vip": 1.0, "ev7_view": float(rng.integers(0, 5)), "ev7_click": float(rng.integers(0, 2)),
+                     "age_band": f"a{rng.integers(6)}"},
+            "context": {"hour_of_week": str(rng.integers(168)),
+                        "daypart": ("night", "morning", "afternoon", "evening")[i % 4],
+                        "page": f"p{rng.integers(5)}", "device_class": ("mobile", "desktop")[i % 2]},
+        }
+        a = int(rng.integers(actions))
+        did = f"bench{i:08d}"
+        decisions.append(DecisionRecord(
+            decision_id=did, ts_ms=ts, placement="bench", arm="default", policy="vw_bench", model_version="bench",
+            catalog_version="bench", person="p" * 32, anonymous=False, assignment="person", context=context,
+            actions=acts, items=(LoggedItem(1, a, 1.0 / actions, 0.0),), fallback=False, join_window_s=60,
+        ).to_json())
+        if rng.random() < 0.3:
+            rewards.append(RewardRecord(f"e{i}", did, ts + 1000, ts + 1000, "bench", "default", "vw_bench",
+                                        f"o{a}", 1, "click", None, 1.0).to_json())
+    # a last decision far ahead moves the event-time watermark past every window
+    last = DecisionRecord.from_json(decisions[-1])
+    decisions.append(replace(last, decision_id="tick", ts_ms=last.ts_ms + 86_400_000).to_json())
+    return decisions, rewards
+
+
+async def _bench(decisions: int, actions: int) -> dict:
+    from decision.learning.learner import Learner, LearnerConfig
+    from decision.store.embedded import EmbeddedRedis
+    from decision.store.redis_store import connect
+
+    with tempfile.TemporaryDirectory(prefix="nba-learn-bench-") as tmp:
+        catalog = Path(tmp) / "catalog.yaml"
+        catalog.write_text(catalog_text(actions))
+        server = await asyncio.to_thread(EmbeddedRedis(Path(tmp) / "redis", appendonly=False).start)
+        redis = connect(server.url, timeout_s=30)
+        try:
+            dec, rew = logs(decisions, actions)
+            for stream, rows in ((keys.DECISION_STREAM, dec), (keys.REWARD_STREAM, rew)):
+                for i in range(0, len(rows), 2000):
+                    pipe = redis.pipeline(transaction=False)
+                    for r in rows[i:i + 2000]:
+                        pipe.xadd(stream, {"r": r})
+                    await pipe.execute()
+            learner = Learner(redis, LearnerConfig(catalog=catalog, lateness_s=0, snapshot_every=10_000,
+                                                   snapshot_seconds=3600, batch=1000))
+            await learner.start()
+            t0 = time.perf_counter()
+            await learner.run(once=True)
+            elapsed = time.perf_counter() - t0
+            counters, timings = learner.counters, learner.timings
+            vw_only = _vw_only(learner, dec[:5000])
+            pending_bytes = _pending_bytes(dec[:2000])
+        finally:
+            await redis.aclose()
+            await asyncio.to_thread(server.stop)
+    return {"decisions": decisions, "actions": actions, "elapsed_s": elapsed, "joined": counters["joined"],
+            "examples": counters["examples"], "per_s": counters["joined"] / elapsed,
+            "timings": dict(timings), "rewards_attached": counters["rewards_attached"],
+            "checkpoints": counters["checkpoints"], "vw_only_per_s": vw_only, "pending_bytes": pending_bytes}
+
+
+def _vw_only(learner, rows: list[str]) -> float:
+    from decision.learning.examples import decode_decision, item_examples
+
+    m = next(iter(learner.trainer.models.values()))
+    texts = []
+    for raw in rows:
+        record = decode_decision(raw)
+        ex = item_examples(record, learner.trainer.actions.of(record))[0]
+        texts.append(m.policy.example(ex.context, ex.actions, ex.chosen, ex.probability, 0.0))
+    t0 = time.perf_counter()
+    for text in texts:
+        m.policy.learn_text(text)
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def _pending_bytes(rows: list[str]) -> float:
+    from decision.learning.examples import decode_decision
+    from decision.learning.join import Joiner
+
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    joiner = Joiner()
+    features: dict = {}
+    for i, raw in enumerate(rows):
+        joiner.add_decision(decode_decision(raw, features), f"{i}-0")
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    size = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    return size / len(rows)
+
+
+def run_bench(decisions: int = 20_000, actions: int = 20) -> int:
+    from decision.learning.learner import tune_gc
+
+    tune_gc()  # as `nba learn` does
+    result = asyncio.run(_bench(decisions, actions))
+    t = result["timings"]
+    print(f"learner: {result['joined']:,} joined decisions ({result['examples']:,} examples, {actions} actions each, "
+          f"{result['rewards_attached']:,} rewards) in {result['elapsed_s']:.2f}s = "
+          f"{result['per_s']:,.0f} joined examples/s on one core")
+    total = sum(t.values()) or 1.0
+    for phase in ("read", "decode_join", "train", "checkpoint"):
+        print(f"  {phase:<12} {t.get(phase, 0.0):6.2f}s  {1e6 * t.get(phase, 0.0) / max(result['joined'], 1):6.1f} "
+              f"us/example  {100 * t.get(phase, 0.0) / total:4.0f}%")
+    print(f"VW alone (pre-built text -> parse -> learn): {result['vw_only_per_s']:,.0f} examples/s")
+    print(f"memory per pending decision: {result['pending_bytes'] / 1024:.1f} KiB")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--decisions", type=int, default=20_000)
+    p.add_argument("--actions", type=int, default=20)
+    args = p.parse_args(argv)
+    return run_bench(args.decisions, args.actions)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
