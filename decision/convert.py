@@ -20,6 +20,7 @@ from decision.domain import (
     RewardEvent,
     Value,
 )
+from decision.forget import ForgetOrder, ForgetResult
 from decision.nba.v1 import decision_pb2 as pb
 
 ID_RE = re.compile(r"^[A-Za-z0-9._:@+=-]{1,128}$")
@@ -33,6 +34,14 @@ MAX_STRING_LEN = 256
 MAX_LIST_LEN = 64
 MAX_EXTRA_IDENTITIES = 8
 MAX_COUNT = 20
+MAX_CHANNELS = 32
+# Context numbers reach the model as 32-bit floats: beyond ~3e38 they are
+# infinite and the policy's probabilities NaN. 1e15 keeps integers exact
+# (< 2**53) and leaves room for epoch milliseconds sent as plain numbers.
+MAX_ABS_NUMBER = 1e15
+# ... and below ~1e-127 Vowpal Wabbit's text parser reads them as infinity
+# (found by the fuzz suite). Nobody means 1e-200: such a value is a bug.
+MIN_ABS_NUMBER = 1e-30
 # Timestamps outside 2000..2100 are a caller's bug, not a time.
 MIN_TIME_MS = 946_684_800_000
 MAX_TIME_MS = 4_102_444_800_000
@@ -72,6 +81,11 @@ def _string(s: str, field: str) -> str:
     return s
 
 
+def _check_magnitude(x: float, field: str) -> None:
+    if x != 0 and not (MIN_ABS_NUMBER <= abs(x) <= MAX_ABS_NUMBER):
+        raise errors.InvalidArgument(f"must be 0 or of magnitude {MIN_ABS_NUMBER:g}..{MAX_ABS_NUMBER:g}", field=field)
+
+
 def _value(v: pb.Value, field: str) -> Value:
     kind = v.WhichOneof("kind")
     if kind is None:
@@ -81,8 +95,11 @@ def _value(v: pb.Value, field: str) -> Value:
     if kind == "number_value":
         if not math.isfinite(v.number_value):
             raise errors.InvalidArgument("must be a finite number (no NaN or infinity)", field=field)
+        _check_magnitude(v.number_value, field)
         return v.number_value
     if kind == "int_value":
+        if abs(v.int_value) > MAX_ABS_NUMBER:
+            raise errors.InvalidArgument(f"must be within ±{MAX_ABS_NUMBER:g}", field=field)
         return v.int_value
     if kind == "bool_value":
         return v.bool_value
@@ -115,6 +132,8 @@ def decide_request(msg: pb.DecideRequest) -> DecideRequest:
             raise errors.InvalidArgument(f"context key {key[:70]!r} must be 1..64 characters of [A-Za-z0-9_.-]",
                                          field="context")
         context[key] = _value(msg.context[key], f"context[{key}]")
+    if len(msg.channels) > MAX_CHANNELS:
+        raise errors.InvalidArgument(f"at most {MAX_CHANNELS} channels", field="channels")
     for i, ch in enumerate(msg.channels):
         if not CATALOG_ID_RE.match(ch):
             raise errors.InvalidArgument("not a valid channel id", field=f"channels[{i}]")
@@ -212,6 +231,8 @@ def reward_event(msg: pb.RewardRequest) -> RewardEvent:
     if msg.HasField("value"):
         if not math.isfinite(msg.value) or abs(msg.value) > 1e12:
             raise errors.InvalidArgument("must be a finite number within ±1e12", field="value")
+        if msg.value != 0 and abs(msg.value) < MIN_ABS_NUMBER:
+            raise errors.InvalidArgument(f"must be 0 or of magnitude at least {MIN_ABS_NUMBER:g}", field="value")
         value = msg.value
     return RewardEvent(
         decision_id=msg.decision_id,
@@ -226,3 +247,35 @@ def reward_event(msg: pb.RewardRequest) -> RewardEvent:
 def reward_ack(a: RewardAck) -> pb.RewardAck:
     return pb.RewardAck(decision_id=a.decision_id, event_id=a.event_id, duplicate=a.duplicate, reward=a.reward,
                         deferred=a.deferred)
+
+
+# --- privacy: Forget ---------------------------------------------------------
+
+MAX_REASON_LEN = 256
+_PERSON_KEY_PREFIXES = frozenset(t.value for t in IdentityType)
+
+
+def forget_request(msg: pb.ForgetRequest) -> ForgetOrder:
+    who = msg.WhichOneof("who")
+    if who == "identity":
+        person_key = _identity(msg.identity, "identity").key
+    elif who == "person_key":
+        prefix, _, ident = msg.person_key.partition(":")
+        if prefix not in _PERSON_KEY_PREFIXES or not ID_RE.match(ident):
+            raise errors.InvalidArgument(
+                f"must be <type>:<id> with type one of {', '.join(sorted(_PERSON_KEY_PREFIXES))} and an id of "
+                "1..128 characters of [A-Za-z0-9._:@+=-]", field="person_key")
+        person_key = msg.person_key
+    else:
+        raise errors.InvalidArgument("name the person: an identity or a person key", field="identity")
+    reason = msg.reason.strip()
+    if not reason or len(reason) > MAX_REASON_LEN or not reason.isprintable():
+        raise errors.InvalidArgument(f"a reason of 1..{MAX_REASON_LEN} printable characters is required "
+                                     "(ticket, legal basis; not the person's id)", field="reason")
+    return ForgetOrder(person_key=person_key, reason=reason, scan_keyspace=msg.scan_keyspace)
+
+
+def forget_response(r: ForgetResult) -> pb.ForgetResponse:
+    return pb.ForgetResponse(pseudonym=r.pseudonym, identities=r.identities, keys_deleted=r.keys_deleted,
+                             decisions=r.decisions, decision_log_rows=r.decision_log_rows,
+                             reward_log_rows=r.reward_log_rows, audit_id=r.audit_id)

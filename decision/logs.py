@@ -41,7 +41,9 @@ class Logs:
         # `served` are the (offer, rank) pairs returned to the caller, the
         # fallback offer included, so that its rewards are accepted too.
         items = [{"offer": offer, "rank": rank} for offer, rank in served]
-        pipe = self.redis.pipeline(transaction=False)
+        # MULTI: the decision key and the log row land together or not at all,
+        # which is what makes the spool replay's "key exists -> skip" exact.
+        pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
             keys.decision(record.decision_id),
             mapping={

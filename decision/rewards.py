@@ -1,14 +1,11 @@
 """Reward: find the decision, apply the placement's reward function, count
 each event id once, log it for learning.
 
-Idempotency: an event id is first *claimed* on the decision's slot (a Lua
-script: absent -> pending), then logged, then marked done. Concurrent copies
-of the event see the claim and answer "duplicate". A claim left pending by an
-attempt that died (Redis went away mid-write) expires after a short lease, and
-the spool replay of that very event takes it over at once, so the event is
-neither lost nor counted twice. (The one gap: the log write succeeded but the
-store vanished before "done" was recorded; the replay then writes a second
-row with the same event id, which the learner's join counts once.)
+Idempotency: one Lua script checks the event id, appends the log row and
+marks the id counted, atomically. A
+concurrent copy, a caller's retry, or the spool replay of an event whose
+reply was lost when Redis died all find the mark and count nothing: each
+event is in the log exactly once.
 """
 
 from __future__ import annotations
@@ -31,9 +28,7 @@ from decision.store.guard import store_call
 from decision.store.lua import LuaScript
 from decision.store.pressure_store import record_positive_reward
 
-CLAIM = LuaScript.load("reward_claim.lua")
-# A pending claim older than this belongs to an attempt that died.
-CLAIM_LEASE_MS = 5_000
+LOG_ONCE = LuaScript.load("reward_log.lua")
 
 log = logging.getLogger("nba.rewards")
 REDIS_BUDGET_S = 0.25
@@ -80,7 +75,10 @@ class Rewards:
             event = RewardEvent(event.decision_id, event.offer_id, event.event_type, event.event_id, event.value,
                                 self.clock.now_ms())
         try:
-            return await self._accept(catalog, event, takeover=False)
+            if self.spool is not None and event.decision_id in self.spool.decision_ids:
+                # Its decision waits in the spool: the reward waits behind it.
+                raise errors.StoreUnavailable("the decision of this reward is still in the spool")
+            return await self._accept(catalog, event)
         except errors.StoreUnavailable:
             if self.spool is None:
                 raise
@@ -93,14 +91,14 @@ class Rewards:
         """Replay a spooled event; one the store refuses now (unknown decision,
         bad item) is dropped with a log line, as it would have been refused."""
         try:
-            await self._accept(catalog, event, takeover=True)
+            await self._accept(catalog, event)
         except errors.StoreUnavailable:
             raise
         except errors.NbaError as e:
             log.warning("spooled reward %s dropped: %s", event.event_id, e)
             metrics.REWARDS.add(1, {"placement": "", "event_type": event.event_type, "outcome": "dropped"})
 
-    async def _accept(self, catalog: Catalog, event: RewardEvent, *, takeover: bool) -> RewardAck:
+    async def _accept(self, catalog: Catalog, event: RewardEvent) -> RewardAck:
         async with store_call("find_decision", self.budget_s):
             stored = await self.redis.hgetall(keys.decision(event.decision_id))
         if not stored:
@@ -132,14 +130,6 @@ class Rewards:
         now = self.clock.now_ms()
         events_key = keys.decision_events(event.decision_id)
         ttl_s = int(stored.get("window", 86_400)) + 86_400
-        async with store_call("claim_reward_event", self.budget_s):
-            claimed = await CLAIM(self.redis, [events_key],
-                                  [event.event_id, now, "1" if takeover else "0", ttl_s, CLAIM_LEASE_MS])
-        ack = RewardAck(event.decision_id, event.event_id, duplicate=not claimed, reward=value)
-        if not claimed:
-            metrics.REWARDS.add(1, {"placement": placement.id, "event_type": event.event_type, "outcome": "duplicate"})
-            return ack
-
         record = RewardRecord(
             event_id=event.event_id,
             decision_id=event.decision_id,
@@ -154,21 +144,17 @@ class Rewards:
             value=event.value,
             reward=value,
         )
-        try:
-            async with store_call("log_reward", self.budget_s):
-                await self.logs.write_reward(record)
-                if value > 0:
-                    await record_positive_reward(self.redis, stored["pk"], offer_id, record.occurred_ms)
-                await self.redis.hset(events_key, event.event_id, "d")
-        except errors.StoreUnavailable:
-            # Release the claim so that the caller's retry counts it; if even
-            # that fails, the lease (or the spool replay's takeover) frees it.
-            try:
-                async with store_call("release_reward_event", self.budget_s):
-                    await self.redis.hdel(events_key, event.event_id)
-            except errors.StoreUnavailable:
-                pass
-            raise
+        async with store_call("log_reward", self.budget_s):
+            counted = await LOG_ONCE(self.redis, [events_key, self.logs.config.reward_stream],
+                                     [event.event_id, record.to_json(), self.logs.config.max_len, ttl_s])
+            if value > 0:
+                # Keeps the latest time only, so a duplicate or replay may repeat it
+                # safely, and a reply lost after the log write still gets here.
+                await record_positive_reward(self.redis, stored["pk"], offer_id, record.occurred_ms)
+        ack = RewardAck(event.decision_id, event.event_id, duplicate=not counted, reward=value)
+        if not counted:
+            metrics.REWARDS.add(1, {"placement": placement.id, "event_type": event.event_type, "outcome": "duplicate"})
+            return ack
         metrics.REWARDS.add(1, {"placement": placement.id, "event_type": event.event_type, "outcome": "counted"})
         metrics.REWARD_LAG.record(max(0, record.occurred_ms - int(stored.get("ts", record.occurred_ms))) / 1000,
                                   {"placement": placement.id})

@@ -39,6 +39,18 @@ class Spool:
         self._replay_lock = asyncio.Lock()  # one replay at a time
         self.appended = 0
         self.replayed = 0
+        # Decisions waiting in the spool: a reward for one of them waits too.
+        self.decision_ids: set[str] = set(self._spooled_decision_ids())
+
+    def _spooled_decision_ids(self):
+        for path in (self.replaying, self.path):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    for line in f:
+                        if '"kind":"decision"' in line:
+                            yield DecisionRecord.from_json(json.loads(line)["record"]).decision_id
+            except FileNotFoundError:
+                continue
 
     def _append(self, entry: dict) -> None:
         line = json.dumps(entry, separators=(",", ":")) + "\n"
@@ -54,6 +66,7 @@ class Spool:
         entry = {"kind": "decision", "record": record.to_json(), "pk": person_key, "served": served}
         async with self._lock:
             await asyncio.to_thread(self._append, entry)
+            self.decision_ids.add(record.decision_id)
 
     async def add_reward(self, event: RewardEvent) -> None:
         async with self._lock:
@@ -83,8 +96,9 @@ class Spool:
                     continue
                 entry = json.loads(line)
                 if entry["kind"] == "decision":
-                    await decision(DecisionRecord.from_json(entry["record"]), entry["pk"],
-                                   [tuple(x) for x in entry["served"]])
+                    record = DecisionRecord.from_json(entry["record"])
+                    await decision(record, entry["pk"], [tuple(x) for x in entry["served"]])
+                    self.decision_ids.discard(record.decision_id)
                 else:
                     await reward(RewardEvent(**entry["event"]))
                 done += 1

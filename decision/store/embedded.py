@@ -62,6 +62,9 @@ class EmbeddedRedis:
 
     data_dir: Path
     appendonly: bool = True
+    # "everysec" (default: at most a second of writes lost on a crash of the
+    # machine) or "always" (every write on disk before the reply).
+    appendfsync: str = "everysec"
     process: subprocess.Popen | None = None
     owned: bool = False
 
@@ -85,7 +88,7 @@ class EmbeddedRedis:
             "--unixsocketperm", "700",
             "--dir", str(self.data_dir),
             "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
+            "--appendfsync", self.appendfsync,
             "--save", "",
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),

@@ -23,18 +23,28 @@ an identity that belongs to a known profile carries a `link` field naming it.
     {p:<pk>}:x      ZSET   exposures reserved by the service (pressure);
                      score = epoch ms, member = "<decision id>|<offer>|<channel>"
     {p:<pk>}:r      HASH   offer id -> epoch ms of the latest positive reward
+    {p:<pk>}:ids    SET    reverse identity index: the person keys whose
+                     `link` names <pk>. Written with the link by
+                     ProfileWriter.link; upstream writers that set `link`
+                     themselves should SADD here too, otherwise Forget finds
+                     those identities only with a keyspace scan.
 
 Service-owned keys outside a person's slot:
 
     {d:<decision id>}      HASH  what Reward needs to find a decision
                            (placement, person key, items); expires after the
                            placement's join window
-    {d:<decision id>}:e    HASH  reward event id -> "d" counted / "p:<ms>" being counted (idempotency)
+    {d:<decision id>}:e    HASH  reward event id -> "d" once counted (idempotency)
     {b:<offer>}:total      STRING global budget spent, all time
     {b:<offer>}:d:<yyyymmdd>  STRING global budget spent that UTC day
     nba:log:decisions      STREAM decision log (one versioned JSON record per entry)
     nba:log:rewards        STREAM reward log
     nba:catalog:version    STRING version of the catalog last loaded (info only)
+    nba:audit              STREAM audit log of admin actions (Forget): who,
+                           when, why, the person's pseudonym and counts; no raw id
+    nba:forgotten          ZSET   pseudonyms of forgotten persons -> epoch ms of
+                           the Forget (tombstones: log rows replayed later for
+                           them are dropped); trimmed after the log retention
 """
 
 from __future__ import annotations
@@ -42,6 +52,8 @@ from __future__ import annotations
 DECISION_STREAM = "nba:log:decisions"
 REWARD_STREAM = "nba:log:rewards"
 CATALOG_VERSION = "nba:catalog:version"
+AUDIT_STREAM = "nba:audit"
+FORGOTTEN = "nba:forgotten"
 
 ATTR = "a:"
 SEGMENT = "s:"
@@ -65,9 +77,13 @@ def positive_rewards(pk: str) -> str:
     return "{p:" + pk + "}:r"
 
 
+def identities(pk: str) -> str:
+    return "{p:" + pk + "}:ids"
+
+
 def person_keys(pk: str) -> tuple[str, ...]:
     """Every key of one person (for forgetting them)."""
-    return (profile(pk), events(pk), exposures(pk), positive_rewards(pk))
+    return (profile(pk), events(pk), exposures(pk), positive_rewards(pk), identities(pk))
 
 
 def decision(decision_id: str) -> str:

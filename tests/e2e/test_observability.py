@@ -1,0 +1,80 @@
+"""Traces, metrics and structured logs of a real service."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import urllib.request
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from decision.clock import ManualClock
+from decision.logfmt import JsonFormatter
+from decision.tracing import configure_tracing, span
+from tests.e2e.conftest import start_service
+from tests.helpers import EXAMPLES
+
+EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tracing():
+    configure_tracing(exporter=EXPORTER)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_one_span_per_rpc_with_a_child_per_stage_and_redis_call(service):
+    EXPORTER.clear()
+    await service.decide("home_hero", "pid:tom", context={"page": "home"})
+    spans = EXPORTER.get_finished_spans()
+    names = [s.name for s in spans]
+    (rpc,) = [s for s in spans if s.name == "nba.v1.DecisionService/Decide"]
+    assert rpc.attributes["rpc.system"] == "grpc" and rpc.attributes["rpc.method"] == "Decide"
+    for stage in ("identity", "candidates", "eligibility", "consent", "pressure", "policy", "commit"):
+        assert f"nba.stage.{stage}" in names
+    redis_spans = [s for s in spans if s.name.startswith("redis ")]
+    assert {s.attributes["db.operation"] for s in redis_spans} >= {"fetch_profile", "reserve", "log_decision"}
+    assert all(s.context.trace_id == rpc.context.trace_id for s in spans)
+    # no personal identifier anywhere in names or attributes
+    text = json.dumps([[s.name, dict(s.attributes or {})] for s in spans])
+    assert "tom" not in text and "pid:" not in text
+
+
+async def test_prometheus_endpoint_exposes_decisions_stages_and_models(redis, redis_url, tmp_path):
+    import shutil
+
+    catalog = tmp_path / "catalog.yaml"
+    shutil.copy(EXAMPLES / "catalog.yaml", catalog)
+    port = _free_port()
+    svc = await start_service(redis_url, catalog, ManualClock(ms=1_795_017_600_000), metrics_port=port)
+    try:
+        await svc.load_profiles()
+        for _ in range(3):
+            await svc.decide("home_hero", "pid:tom")
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        await svc.channel.close()
+        await svc.app.stop()
+    assert 'nba_decisions_total{' in body and 'placement="home_hero"' in body
+    assert "nba_stage_duration" in body and 'stage="eligibility"' in body
+    assert "nba_removals_total" in body
+    assert "nba_model_version_info" in body and 'arm="champion"' in body
+    assert "tom" not in body
+
+
+def test_json_log_lines_carry_trace_and_decision_ids():
+    logger = logging.getLogger("nba.test")
+    with span("test-span"):
+        record = logger.makeRecord("nba.test", logging.WARNING, __file__, 1, "decision degraded", (), None,
+                                   extra={"decision_id": "01ABC"})
+        line = JsonFormatter().format(record)
+    entry = json.loads(line)
+    assert entry["msg"] == "decision degraded" and entry["decision_id"] == "01ABC"
+    assert len(entry["trace_id"]) == 32 and entry["level"] == "warning"
