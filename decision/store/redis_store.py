@@ -191,7 +191,16 @@ class ProfileWriter:
             await self.link(other, pk)
 
     async def link(self, identity_key: str, person_key: str) -> None:
-        await self.redis.hset(keys.profile(identity_key), keys.LINK, person_key)
+        # The link and its reverse index ({p:<person>}:ids, read by Forget) are
+        # on two slots: two commands, not one transaction. A crash in between
+        # leaves a link without its index entry; `nba forget --scan` finds it.
+        previous = await self.redis.hget(keys.profile(identity_key), keys.LINK)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(keys.profile(identity_key), keys.LINK, person_key)
+        pipe.sadd(keys.identities(person_key), identity_key)
+        if previous and previous != person_key:
+            pipe.srem(keys.identities(previous), identity_key)
+        await pipe.execute()
 
     async def add_event(self, pk: str, event: Event, *, now_ms: int) -> None:
         pipe = self.redis.pipeline(transaction=True)

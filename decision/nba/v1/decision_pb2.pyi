@@ -210,3 +210,33 @@ class ReloadCatalogResponse(_message.Message):
     catalog_version: str
     errors: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, reloaded: _Optional[bool] = ..., catalog_version: _Optional[str] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ForgetRequest(_message.Message):
+    __slots__ = ("identity", "person_key", "reason", "scan_keyspace")
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    PERSON_KEY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SCAN_KEYSPACE_FIELD_NUMBER: _ClassVar[int]
+    identity: Identity
+    person_key: str
+    reason: str
+    scan_keyspace: bool
+    def __init__(self, identity: _Optional[_Union[Identity, _Mapping]] = ..., person_key: _Optional[str] = ..., reason: _Optional[str] = ..., scan_keyspace: _Optional[bool] = ...) -> None: ...
+
+class ForgetResponse(_message.Message):
+    __slots__ = ("pseudonym", "identities", "keys_deleted", "decisions", "decision_log_rows", "reward_log_rows", "audit_id")
+    PSEUDONYM_FIELD_NUMBER: _ClassVar[int]
+    IDENTITIES_FIELD_NUMBER: _ClassVar[int]
+    KEYS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    DECISION_LOG_ROWS_FIELD_NUMBER: _ClassVar[int]
+    REWARD_LOG_ROWS_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
+    pseudonym: str
+    identities: int
+    keys_deleted: int
+    decisions: int
+    decision_log_rows: int
+    reward_log_rows: int
+    audit_id: str
+    def __init__(self, pseudonym: _Optional[str] = ..., identities: _Optional[int] = ..., keys_deleted: _Optional[int] = ..., decisions: _Optional[int] = ..., decision_log_rows: _Optional[int] = ..., reward_log_rows: _Optional[int] = ..., audit_id: _Optional[str] = ...) -> None: ...

@@ -146,7 +146,7 @@ class DecisionService:
 
 
 class AdminServiceStub:
-    """Operator calls: catalog reload, and (later) forgetting a person.
+    """Operator calls: catalog reload, and forgetting a person.
     """
 
     def __init__(self, channel):
@@ -160,14 +160,29 @@ class AdminServiceStub:
                 request_serializer=decision_dot_nba_dot_v1_dot_decision__pb2.ReloadCatalogRequest.SerializeToString,
                 response_deserializer=decision_dot_nba_dot_v1_dot_decision__pb2.ReloadCatalogResponse.FromString,
                 _registered_method=True)
+        self.Forget = channel.unary_unary(
+                '/nba.v1.AdminService/Forget',
+                request_serializer=decision_dot_nba_dot_v1_dot_decision__pb2.ForgetRequest.SerializeToString,
+                response_deserializer=decision_dot_nba_dot_v1_dot_decision__pb2.ForgetResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
-    """Operator calls: catalog reload, and (later) forgetting a person.
+    """Operator calls: catalog reload, and forgetting a person.
     """
 
     def ReloadCatalog(self, request, context):
         """Re-read the catalog file. A broken file is refused; the old catalog stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Forget(self, request, context):
+        """The right to be forgotten: delete every key of the person and of every
+        identity linked to them, their pending joins, and their rows in the
+        decision and reward logs; write an audit entry (docs/SECURITY.md).
+        Idempotent: forgetting a forgotten person deletes nothing and succeeds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,6 +196,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=decision_dot_nba_dot_v1_dot_decision__pb2.ReloadCatalogRequest.FromString,
                     response_serializer=decision_dot_nba_dot_v1_dot_decision__pb2.ReloadCatalogResponse.SerializeToString,
             ),
+            'Forget': grpc.unary_unary_rpc_method_handler(
+                    servicer.Forget,
+                    request_deserializer=decision_dot_nba_dot_v1_dot_decision__pb2.ForgetRequest.FromString,
+                    response_serializer=decision_dot_nba_dot_v1_dot_decision__pb2.ForgetResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'nba.v1.AdminService', rpc_method_handlers)
@@ -190,7 +210,7 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
-    """Operator calls: catalog reload, and (later) forgetting a person.
+    """Operator calls: catalog reload, and forgetting a person.
     """
 
     @staticmethod
@@ -210,6 +230,33 @@ class AdminService:
             '/nba.v1.AdminService/ReloadCatalog',
             decision_dot_nba_dot_v1_dot_decision__pb2.ReloadCatalogRequest.SerializeToString,
             decision_dot_nba_dot_v1_dot_decision__pb2.ReloadCatalogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Forget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nba.v1.AdminService/Forget',
+            decision_dot_nba_dot_v1_dot_decision__pb2.ForgetRequest.SerializeToString,
+            decision_dot_nba_dot_v1_dot_decision__pb2.ForgetResponse.FromString,
             options,
             channel_credentials,
             insecure,
