@@ -86,32 +86,50 @@ def escape(text: str, *, name: bool = False) -> str:
     return text.translate(_ESC_NAME if name else _ESC_VALUE)
 
 
+# VW parses numbers as float32: values beyond these bounds read as 0, inf or
+# garbage and turn the PMF into NaN. Features outside them carry no usable
+# signal anyway, so they are flushed to 0 or clipped.
+_TINY = 1e-30
+_HUGE = 1e15
+
+
 def _num(f: float) -> str:
     """Canonical number text: a function of the value alone (1, 1.0 and True
     all write "1"), so equal feature mappings always give equal text."""
-    if f.is_integer() and -1e15 < f < 1e15:
+    if -_TINY < f < _TINY:
+        return "0"
+    if not -_HUGE <= f <= _HUGE:
+        f = _HUGE if f > 0 else -_HUGE
+    if f.is_integer():
         return str(int(f))
     return repr(f)
 
 
+def _token(ns: str, name: str, v: Any) -> str:
+    """One feature's text, with its leading space ("" when dropped)."""
+    t = type(v)
+    if t is str:
+        return " " + name.translate(_ESC_NAME) + "=" + v.translate(_ESC_VALUE)
+    if t is float:
+        # finite; NaN/inf would poison the weights: dropped
+        return " " + name.translate(_ESC_NAME) + ":" + _num(v) if v - v == 0.0 else ""
+    if t is bool or isinstance(v, np.bool_):
+        return " " + name.translate(_ESC_NAME) + (":1" if v else ":0")
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        f = float(v)
+        return " " + name.translate(_ESC_NAME) + ":" + _num(f) if math.isfinite(f) else ""
+    raise TypeError(f"feature {ns}.{name}: unsupported value type {t.__name__}")
+
+
+def _prefix(ns: str) -> str:
+    return "|" + (NAMESPACES.get(ns) or ns.translate(_ESC_NAME))
+
+
+_prefixes = {ns: _prefix(ns) for ns in NAMESPACES}
+
+
 def _namespace(ns: str, feats: Mapping[str, Any]) -> str:
-    out = "|" + (NAMESPACES.get(ns) or ns.translate(_ESC_NAME))
-    for name, v in feats.items():
-        t = type(v)
-        if t is str:
-            out += " " + name.translate(_ESC_NAME) + "=" + v.translate(_ESC_VALUE)
-        elif t is float:
-            if v - v == 0.0:  # finite; NaN/inf would poison the weights: dropped
-                out += " " + name.translate(_ESC_NAME) + ":" + _num(v)
-        elif t is bool or isinstance(v, np.bool_):
-            out += " " + name.translate(_ESC_NAME) + (":1" if v else ":0")
-        elif isinstance(v, (int, float, np.integer, np.floating)):
-            f = float(v)
-            if math.isfinite(f):
-                out += " " + name.translate(_ESC_NAME) + ":" + _num(f)
-        else:
-            raise TypeError(f"feature {ns}.{name}: unsupported value type {t.__name__}")
-    return out
+    return _prefix(ns) + "".join([_token(ns, name, v) for name, v in feats.items()])
 
 
 # Text caches. The same namespaces recur across requests and logged records
@@ -121,12 +139,25 @@ def _namespace(ns: str, feats: Mapping[str, Any]) -> str:
 #   when the text is equal, thanks to `_num`);
 # - each action line is cached by identity of its features mapping, which
 #   the service builds once per candidate and catalog version: feature
-#   mappings are values, mutating one after passing it here is unsupported.
-# Both are bounded by clearing when full.
+#   mappings are values, mutating one after passing it here is unsupported;
+# - shared namespaces are mostly unique per request as a whole, but their
+#   features recur (segment=s6, country=c12, seg_vip:1): each feature's text
+#   is cached by its (name, value) item (equal items give equal text, for
+#   the same reason), 4x faster than escaping and formatting it again;
+# - the block of all action lines of an action set is cached by identity of
+#   its tuple of Actions: a learner that interns the sets of its logged
+#   records (decision/feature_tables.py) gets a whole block with one lookup
+#   instead of one per action. Lists (a request's fresh actions) are not
+#   cached: their lines still are.
+# All are bounded by clearing when full.
 _NS_LIMIT = 50_000
 _LINES_LIMIT = 4_096  # each entry keeps its mapping alive (and costs GC time)
+_TOKENS_LIMIT = 100_000
+_BLOCKS_LIMIT = 1_024
 _namespaces: dict[tuple[Any, ...], str] = {}
 _lines: dict[int, tuple[Features, str]] = {}
+_tokens: dict[tuple[str, Any], str] = {}
+_blocks: dict[int, tuple[tuple[Action, ...], str, tuple[int, ...]]] = {}
 
 
 def _namespace_cached(ns: str, feats: Mapping[str, Any]) -> str:
@@ -143,9 +174,25 @@ def _namespace_cached(ns: str, feats: Mapping[str, Any]) -> str:
     return text
 
 
+def _namespace_tokens(ns: str, feats: Mapping[str, Any]) -> str:
+    try:
+        parts = [_tokens.get(item) for item in feats.items()]
+    except TypeError:  # unhashable value: _token names it
+        return _namespace(ns, feats)
+    if None in parts:  # first sight of these features
+        for i, item in enumerate(feats.items()):
+            if parts[i] is None:
+                parts[i] = text = _token(ns, *item)
+                if len(_tokens) >= _TOKENS_LIMIT:
+                    _tokens.clear()
+                _tokens[item] = text
+    prefix = _prefixes.get(ns) or _prefix(ns)
+    return prefix + "".join(parts)
+
+
 def features_text(features: Features) -> str:
     """The namespaces of one VW line (without label or "shared"); "|" when empty."""
-    return " ".join([_namespace(ns, f) for ns, f in features.items() if f]) or "|"
+    return " ".join([_namespace_tokens(ns, f) for ns, f in features.items() if f]) or "|"
 
 
 def action_text(features: Features) -> str:
@@ -172,6 +219,40 @@ def example_text(shared: Features, actions: Sequence[Features],
         chosen, cost, probability = label
         lines[chosen + 1] = "0:" + _num(float(cost)) + ":" + _num(float(probability)) + " " + lines[chosen + 1]
     return "\n".join(lines)
+
+
+def _action_block(actions: Sequence[Action]) -> tuple[str, tuple[int, ...]]:
+    """The action lines of `actions` joined by newlines, and where each starts."""
+    cacheable = type(actions) is tuple
+    if cacheable:
+        hit = _blocks.get(id(actions))
+        if hit is not None and hit[0] is actions:
+            return hit[1], hit[2]
+    lines = [action_text(a.features) for a in actions]
+    starts = []
+    at = 0
+    for line in lines:
+        starts.append(at)
+        at += len(line) + 1
+    block, offsets = "\n".join(lines), tuple(starts)
+    if cacheable:
+        if len(_blocks) >= _BLOCKS_LIMIT:
+            _blocks.clear()
+        _blocks[id(actions)] = (actions, block, offsets)
+    return block, offsets
+
+
+def actions_example_text(shared: Features, actions: Sequence[Action],
+                         label: tuple[int, float, float] | None = None) -> str:
+    """example_text(shared, [a.features for a in actions], label), through
+    the action-block cache (the policies' hot path; equal text, tested)."""
+    block, starts = _action_block(actions)
+    if label is None:
+        return "".join(("shared ", features_text(shared), "\n", block))
+    chosen, cost, probability = label
+    at = starts[chosen]
+    return "".join(("shared ", features_text(shared), "\n", block[:at], "0:", _num(float(cost)), ":",
+                    _num(float(probability)), " ", block[at:]))
 
 
 def _num_arg(x: float) -> str:
@@ -387,7 +468,7 @@ class VWPolicy:
     def rank(self, context: Context, actions: Sequence[Action]) -> Ranking:
         n = check_actions(actions)
         ws = self._ws
-        exs = ws._parse(example_text(context.features, [a.features for a in actions]))
+        exs = ws._parse(actions_example_text(context.features, actions))
         try:
             ws.predict_multi(exs)
             pmf = exs[0].get_action_scores()
@@ -463,8 +544,7 @@ class VWPolicy:
                 reward: float) -> str:
         """The labelled VW text of one logged example (also what a dsjson/text
         export of the same example would train)."""
-        return example_text(context.features, [a.features for a in actions],
-                            (chosen, self.cost(reward), probability))
+        return actions_example_text(context.features, actions, (chosen, self.cost(reward), probability))
 
     def learn_text(self, text: str) -> None:
         ws = self._ws

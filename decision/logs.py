@@ -69,7 +69,9 @@ class Logs:
         min_id = f"{max(0, now_ms - self.config.retention_ms)}-0"
         pipe = self.redis.pipeline(transaction=False)
         for stream in (self.config.decision_stream, self.config.reward_stream):
-            pipe.xtrim(stream, minid=min_id, approximate=True)
+            # Exact: an approximate trim only drops whole stream nodes (~100
+            # rows), which would keep rows past the retention on a quiet stream.
+            pipe.xtrim(stream, minid=min_id, approximate=False)
         await pipe.execute()
 
     async def read_decisions(self, count: int = 100) -> list[DecisionRecord]:

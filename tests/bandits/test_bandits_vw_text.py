@@ -7,7 +7,16 @@ import math
 import pytest
 import vowpalwabbit
 
-from bandits.vw import DEFAULT_INTERACTIONS, VWConfig, escape, example_text, features_text, reward_to_cost
+from bandits.policy import Action
+from bandits.vw import (
+    DEFAULT_INTERACTIONS,
+    VWConfig,
+    actions_example_text,
+    escape,
+    example_text,
+    features_text,
+    reward_to_cost,
+)
 
 SHARED = {
     "user": {"segment": "gold", "age": 42, "spend": 12.5, "vip": True, "churned": False, "city": "New York|NY:1"},
@@ -47,6 +56,17 @@ def test_golden_text_is_stable_across_calls_and_equal_values():
     assert example_text(SHARED, copy) == GOLDEN_PREDICT
 
 
+def test_the_action_block_cache_writes_the_golden_text():
+    # A tuple of Actions is cached by identity (the learner's interned sets); a list is not.
+    as_tuple = tuple(Action(f"a{i}", f) for i, f in enumerate(ACTIONS))
+    for actions in (as_tuple, list(as_tuple), as_tuple):
+        assert actions_example_text(SHARED, actions) == GOLDEN_PREDICT
+        assert actions_example_text(SHARED, actions, (1, -0.75, 0.25)) == GOLDEN_LEARN
+        for chosen in range(len(actions)):
+            assert actions_example_text(SHARED, actions, (chosen, -0.5, 0.5)) == example_text(
+                SHARED, [a.features for a in actions], (chosen, -0.5, 0.5))
+
+
 def test_empty_shared_and_empty_actions():
     assert example_text({}, [{}, {"offer": {}}]) == "shared |\n|\n|"
     assert example_text({"user": {}}, [{"offer": {"id": "a"}}], (0, 0.0, 1.0)) == "shared |\n0:0:1 |O id=a"
@@ -62,7 +82,9 @@ def test_escaping_is_lossless_and_vw_safe():
 
 
 def test_numbers_and_types():
-    assert features_text({"offer": {"x": 1e-7, "y": -2.5, "z": 10**20, "w": -0.0}}) == "|O x:1e-07 y:-2.5 z:1e+20 w:0"
+    assert features_text({"offer": {"x": 1e-7, "y": -2.5, "z": 10**12, "w": -0.0}}) == "|O x:1e-07 y:-2.5 z:1000000000000 w:0"
+    # beyond float32's reach VW would read garbage: flushed to 0, clipped to +-1e15
+    assert features_text({"offer": {"t": 1e-200, "h": 10**20, "n": -1e39}}) == "|O t:0 h:1000000000000000 n:-1000000000000000"
     with pytest.raises(TypeError, match="offer.bad"):
         features_text({"offer": {"bad": [1, 2]}})
 
