@@ -6,6 +6,8 @@
     nba catalog check FILE
     nba profiles load FILE.jsonl
     nba logs decisions|rewards
+    nba forget crm:C-1001 --reason DSR-42   forget a person (admin; audited)
+    nba token new web --scopes decide,reward   a bearer token for `serve --tokens`
 """
 
 from __future__ import annotations
@@ -42,9 +44,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from decision.server import Settings, serve
 
     settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), allow_as_of=args.allow_as_of,
-                        seed=args.seed)
+                        seed=args.seed, metrics_port=args.metrics_port, redis_budget_s=args.redis_budget_ms / 1000)
+    if args.otlp_endpoint:
+        from decision.tracing import configure_tracing
+
+        configure_tracing(otlp_endpoint=args.otlp_endpoint)
     if args.catalog:
         settings.catalog = Path(args.catalog)
+    status = _apply_security(args, settings)  # security: TLS, tokens, log retention
+    if status:
+        return status
     try:
         _run(serve(settings))
     except errors.CatalogError as e:
@@ -116,9 +125,9 @@ def cmd_decide(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         request_id=args.request_id or "",
     )
-    with grpc.insecure_channel(args.target) as channel:
+    with _client_channel(args) as channel:
         try:
-            resp = pb_grpc.DecisionServiceStub(channel).Decide(req, timeout=args.timeout)
+            resp = pb_grpc.DecisionServiceStub(channel).Decide(req, timeout=args.timeout, metadata=_metadata(args))
         except grpc.RpcError as e:
             return _grpc_error(e)
     if args.json:
@@ -169,9 +178,9 @@ def cmd_reward(args: argparse.Namespace) -> int:
                            event_id=args.event_id or uuid.uuid4().hex)
     if args.value is not None:
         req.value = args.value
-    with grpc.insecure_channel(args.target) as channel:
+    with _client_channel(args) as channel:
         try:
-            ack = pb_grpc.DecisionServiceStub(channel).Reward(req, timeout=args.timeout)
+            ack = pb_grpc.DecisionServiceStub(channel).Reward(req, timeout=args.timeout, metadata=_metadata(args))
         except grpc.RpcError as e:
             return _grpc_error(e)
     print(f"reward {ack.reward:g} recorded for decision {ack.decision_id} (event {ack.event_id})"
@@ -183,7 +192,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(args.target) as channel:
+    with _client_channel(args) as channel:
         try:
             resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=args.service),
                                                              timeout=args.timeout)
@@ -192,6 +201,158 @@ def cmd_health(args: argparse.Namespace) -> int:
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
     print(status)
     return 0 if resp.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+# --- security: TLS, tokens, forget (docs/SECURITY.md) --------------------------
+
+def _apply_security(args: argparse.Namespace, settings) -> int:
+    """TLS, token auth and log retention of `nba serve`; 2 on a bad setting."""
+    from dataclasses import replace
+
+    from decision.auth import TokenBook, TokenConfigError
+    from decision.catalog import parse_duration
+    from decision.tls import ServerTls, TlsConfigError
+
+    try:
+        settings.tls = ServerTls.from_args(args.tls_cert, args.tls_key, args.tls_client_ca)
+        if settings.tls is not None:
+            settings.tls.credentials()  # read the files now: a clear error before anything starts
+        settings.tokens = TokenBook.from_sources(args.tokens)
+        if args.log_retention:
+            settings.log_config = replace(settings.log_config,
+                                          retention_ms=parse_duration(args.log_retention) * 1000)
+    except (TokenConfigError, TlsConfigError, ValueError) as e:
+        print(f"nba: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _client_channel(args: argparse.Namespace):
+    from decision.tls import ClientTls, channel
+
+    return channel(args.target, ClientTls.from_args(args))
+
+
+def _metadata(args: argparse.Namespace):
+    from decision.tls import token_metadata
+
+    return token_metadata(getattr(args, "token", None) or os.environ.get("NBA_TOKEN"))
+
+
+def _client_security_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("security (see docs/SECURITY.md)")
+    g.add_argument("--token", help="bearer token of the calling application (default: NBA_TOKEN)")
+    g.add_argument("--tls", action="store_true", help="use TLS, trusting the system's root certificates")
+    g.add_argument("--tls-ca", metavar="PEM", help="use TLS, trusting this CA (default: NBA_TLS_CA)")
+    g.add_argument("--tls-cert", metavar="PEM", help="client certificate for mutual TLS (NBA_CLIENT_TLS_CERT)")
+    g.add_argument("--tls-key", metavar="PEM", help="its private key (NBA_CLIENT_TLS_KEY)")
+    g.add_argument("--tls-server-name", help="name to check in the server certificate (default: the target host)")
+
+
+def _forget_summary(resp) -> str:
+    return (f"forgot {resp.identities} identities of person {resp.pseudonym}: {resp.keys_deleted} keys, "
+            f"{resp.decisions} pending decisions, {resp.decision_log_rows} decision and {resp.reward_log_rows} "
+            f"reward log rows deleted (audit {resp.audit_id})")
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from decision.nba.v1 import decision_pb2 as pb
+
+    if not args.reason:
+        print("nba: --reason is required (ticket, legal basis: it goes into the audit log; not the person's id)",
+              file=sys.stderr)
+        return 2
+    req = pb.ForgetRequest(identity=_identity(args.who), reason=args.reason, scan_keyspace=args.scan)
+    if args.direct:
+        return _forget_direct(args, req)
+    import grpc
+
+    from decision.nba.v1 import decision_pb2_grpc as pb_grpc
+
+    with _client_channel(args) as channel:
+        try:
+            resp = pb_grpc.AdminServiceStub(channel).Forget(req, timeout=args.timeout, metadata=_metadata(args))
+        except grpc.RpcError as e:
+            return _grpc_error(e)
+    print(_forget_summary(resp))
+    return 0
+
+
+def _forget_direct(args: argparse.Namespace, req) -> int:
+    """Without a running service: straight to Redis, audited as the OS user."""
+    import getpass
+
+    from decision import convert, errors
+    from decision.clock import SystemClock
+    from decision.forget import Forgetter
+    from decision.privacy import Pseudonymizer
+
+    async def run() -> int:
+        try:
+            order = convert.forget_request(req)
+        except errors.NbaError as e:
+            print(f"nba: {e}", file=sys.stderr)
+            return 2
+        async with _redis(args) as redis:
+            forgetter = Forgetter(redis, await Pseudonymizer.from_env_or_redis(redis), SystemClock())
+            try:
+                result = await forgetter.forget(order, caller=f"cli:{getpass.getuser()}")
+            except errors.NbaError as e:
+                print(f"nba: {e}", file=sys.stderr)
+                return 1
+        print(_forget_summary(convert.forget_response(result)))
+        return 0
+
+    return _run(run())
+
+
+def cmd_token_new(args: argparse.Namespace) -> int:
+    from decision.auth import SCOPES, new_token, token_digest
+
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    bad = sorted(set(scopes) - set(SCOPES))
+    if bad or not scopes:
+        print(f"nba: --scopes: one or more of {', '.join(SCOPES)} (got {args.scopes!r})", file=sys.stderr)
+        return 2
+    token = new_token()
+    print(f"# token for {args.app} (shown once; give it to the application, e.g. as NBA_TOKEN):", file=sys.stderr)
+    print(f"#   {token}", file=sys.stderr)
+    print(f"{args.app}:\n  token_sha256: {token_digest(token)}\n  scopes: [{', '.join(scopes)}]")
+    return 0
+
+
+def cmd_token_hash(args: argparse.Namespace) -> int:
+    from decision.auth import token_digest
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        print("nba: give the token on standard input", file=sys.stderr)
+        return 2
+    print(token_digest(token))
+    return 0
+
+
+def _security_commands(sub, redis_args: argparse.ArgumentParser) -> None:
+    f = sub.add_parser("forget", parents=[redis_args],
+                       help="forget a person: keys, links, pending joins, log rows; audited")
+    f.add_argument("who", metavar="IDENTITY", help="any identity of the person: pid:<id>, crm:<id>, cookie:<id>, ...")
+    f.add_argument("--reason", help="why (ticket, legal basis); required, kept in the audit log")
+    f.add_argument("--scan", action="store_true",
+                   help="also SCAN the keyspace for links and pending decisions (slow; see docs/SECURITY.md)")
+    f.add_argument("--direct", action="store_true", help="no running service: work on Redis directly")
+    f.add_argument("--target", default=DEFAULT_TARGET)
+    f.add_argument("--timeout", type=float, default=600.0)
+    _client_security_args(f)
+    f.set_defaults(func=cmd_forget)
+
+    t = sub.add_parser("token", help="bearer tokens for `nba serve --tokens`")
+    tsub = t.add_subparsers(dest="token_command", required=True)
+    tn = tsub.add_parser("new", help="make a token; prints its tokens-file entry (the token itself on stderr)")
+    tn.add_argument("app", help="the calling application's name")
+    tn.add_argument("--scopes", required=True, help="comma-separated: decide, reward, admin")
+    tn.set_defaults(func=cmd_token_new)
+    th = tsub.add_parser("hash", help="SHA-256 of a token read from stdin (for token_sha256)")
+    th.set_defaults(func=cmd_token_hash)
 
 
 # --- catalog ----------------------------------------------------------------
@@ -281,11 +442,53 @@ def _summary(r) -> str:
             f"reward={r.reward:g} event={r.event_id}")
 
 
+# --- experimenters: export, ope, report, promote (docs/EXPERIMENTS.md) ------
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from decision.export import cmd_export as run
+
+    return run(args)
+
+
+def cmd_ope(args: argparse.Namespace) -> int:
+    from decision.experiments.ope import cmd_ope as run
+
+    return run(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from decision.report import cmd_report as run
+
+    return run(args)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from decision.promote import cmd_promote as run
+
+    return run(args)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from decision.simulate import cmd_simulate as run
+
+    return run(args)
+
+
+# --- bench ---------------------------------------------------------------------
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from decision.bench.run import main as bench_main
+
+    return bench_main(args)
+
+
 # --- parser ------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nba", description="Next-best-action decisioning service")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="json: one object per line with trace and decision ids (or NBA_LOG_FORMAT)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the gRPC service")
@@ -295,6 +498,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="embedded Redis data directory")
     s.add_argument("--allow-as-of", action="store_true", help="simulation only: honour DecideRequest.as_of")
     s.add_argument("--seed", type=int, help="seed the policy RNG (reproducible decisions)")
+    s.add_argument("--metrics-port", type=int, default=int(os.environ.get("NBA_METRICS_PORT", "9464")),
+                   help="Prometheus /metrics port (0: off)")
+    s.add_argument("--redis-budget-ms", type=float, default=50.0,
+                   help="time budget of a Decide's Redis calls before it degrades to the fallback")
+    s.add_argument("--otlp-endpoint", default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+                   help="send traces (and metrics) with OTLP/gRPC; needs the [otlp] extra")
+    sec = s.add_argument_group("security (see docs/SECURITY.md; all off by default)")
+    sec.add_argument("--tls-cert", metavar="PEM", default=os.environ.get("NBA_TLS_CERT"),
+                     help="server certificate chain: serve TLS only (NBA_TLS_CERT)")
+    sec.add_argument("--tls-key", metavar="PEM", default=os.environ.get("NBA_TLS_KEY"),
+                     help="its private key (NBA_TLS_KEY)")
+    sec.add_argument("--tls-client-ca", metavar="PEM", default=os.environ.get("NBA_TLS_CLIENT_CA"),
+                     help="require client certificates signed by this CA: mutual TLS (NBA_TLS_CLIENT_CA)")
+    sec.add_argument("--tokens", metavar="FILE",
+                     help="bearer tokens and scopes per application (or NBA_TOKENS_FILE, or NBA_TOKENS text)")
+    sec.add_argument("--log-retention", metavar="DURATION", default=os.environ.get("NBA_LOG_RETENTION"),
+                     help="delete log rows older than this, e.g. 30d (default 30d; NBA_LOG_RETENTION)")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("decide", help="ask a running service for a decision")
@@ -310,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.add_argument("--target", default=DEFAULT_TARGET)
     d.add_argument("--timeout", type=float, default=5.0)
+    _client_security_args(d)
     d.set_defaults(func=cmd_decide)
 
     r = sub.add_parser("reward", help="report an outcome of a decision")
@@ -320,12 +541,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--event-id")
     r.add_argument("--target", default=DEFAULT_TARGET)
     r.add_argument("--timeout", type=float, default=5.0)
+    _client_security_args(r)
     r.set_defaults(func=cmd_reward)
 
     h = sub.add_parser("health", help="check a running service's gRPC health (exit 0 when SERVING)")
     h.add_argument("--target", default=DEFAULT_TARGET)
     h.add_argument("--service", default="")
     h.add_argument("--timeout", type=float, default=2.0)
+    _client_security_args(h)
     h.set_defaults(func=cmd_health)
 
     c = sub.add_parser("catalog", help="catalog tools")
@@ -349,13 +572,98 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("-n", type=int, default=20)
     lg.add_argument("--json", action="store_true")
     lg.set_defaults(func=cmd_logs)
+    _security_commands(sub, redis_args)
+
+    # experimenters: every command reads only the logs (+ the catalog file)
+    xa = argparse.ArgumentParser(add_help=False, parents=[redis_args])
+    xa.add_argument("--placement", required=True)
+    xa.add_argument("--since", help="ISO date/time, inclusive, of the decision (UTC unless stated)")
+    xa.add_argument("--until", help="ISO date/time, exclusive")
+    xa.add_argument("--catalog", help="catalog YAML: reward range, offer values and priorities, arms "
+                                      "(default: NBA_CATALOG or examples/catalog.yaml)")
+    xa.add_argument("--as-of", help="close join windows as of this time (default: the later of now and the "
+                                    "newest log time)")
+
+    ex = sub.add_parser("export", parents=[xa], help="export joined decisions + rewards: dsjson, csv, parquet")
+    ex.add_argument("--arm", help="only this arm's decisions")
+    ex.add_argument("--format", choices=("dsjson", "csv", "parquet"), required=True)
+    ex.add_argument("--out", required=True, metavar="FILE")
+    ex.add_argument("--include-person", action="store_true",
+                    help="only meaningful if raw ids were logged, which they are not: the log holds keyed "
+                         "pseudonyms, exported by default")
+    ex.set_defaults(func=cmd_export)
+
+    op = sub.add_parser("ope", parents=[xa], help="off-policy evaluation (IPS, SNIPS, DR with 95%% CIs)")
+    op.add_argument("--arm", help="evaluate on this arm's logs only (default: every arm's)")
+    op.add_argument("--policy", action="append", metavar="SPEC",
+                    help="uniform | fixed_priority | arm:<name> | model:<file> | snapshot:<version> "
+                         "(repeatable; default: uniform, fixed_priority and every arm)")
+    op.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    op.add_argument("--seed", type=int, default=0, help="bootstrap and cross-fitting seed")
+    op.add_argument("--no-dr", action="store_true", help="skip DR's reward model")
+    op.add_argument("--json", action="store_true")
+    op.set_defaults(func=cmd_ope)
+
+    rp = sub.add_parser("report", parents=[xa], help="HTML report with plots (+ CSV) of a placement")
+    rp.add_argument("--out", required=True, metavar="DIR")
+    rp.add_argument("--holdout", help="the holdout arm (default: the placement's uniform arm)")
+    rp.add_argument("--bucket", help="time bucket of the plots: 15m, 1h, 1d ... (default: about 24 buckets)")
+    rp.add_argument("--bootstrap", type=int, default=1000)
+    rp.set_defaults(func=cmd_report)
+
+    pm = sub.add_parser("promote", parents=[xa], help="promote a challenger arm when the evidence says so")
+    pm.add_argument("--challenger", required=True, metavar="ARM")
+    pm.add_argument("--champion", metavar="ARM", help="default: the arm named champion, else the largest share")
+    pm.add_argument("--on", dest="logs_arm", metavar="ARM",
+                    help="evaluate on this arm's logs (default: the placement's uniform holdout arm)")
+    pm.add_argument("--challenger-model", metavar="FILE", help="the challenger's saved policy (VW arms)")
+    pm.add_argument("--champion-model", metavar="FILE", help="the champion's saved policy (VW arms)")
+    pm.add_argument("--estimator", choices=("ips", "snips", "dr"), default="dr")
+    pm.add_argument("--min-rows", type=int, default=500)
+    pm.add_argument("--dry-run", action="store_true", help="show the evidence, record nothing")
+    pm.add_argument("--json", action="store_true")
+    pm.set_defaults(func=cmd_promote)
+
+    sm = sub.add_parser("simulate", help="a simulated population drives the real service and learner "
+                                         "(docs/EXPERIMENTS.md)")
+    sm.add_argument("--size", choices=("small", "medium", "large"), default="medium")
+    sm.add_argument("--persons", type=int)
+    sm.add_argument("--train", type=int, help="decisions while learning")
+    sm.add_argument("--rounds", type=int, help="learner runs during training")
+    sm.add_argument("--eval", type=int, help="decisions with the model frozen (the OPE check)")
+    sm.add_argument("--eval-persons", type=int, help="the fresh cohort of the evaluation (default: 2 x --eval)")
+    sm.add_argument("--fatigue", type=float, help="rate factor per ignored exposure in the last 7 days")
+    sm.add_argument("--late-share", type=float, help="share of clicks arriving after the join window")
+    sm.add_argument("--seed", type=int)
+    sm.add_argument("--out", metavar="DIR", help="write plots (HTML) and numbers (CSV)")
+    sm.add_argument("--redis-url", help="an EMPTY Redis to use (default: a private embedded server)")
+    sm.set_defaults(func=cmd_simulate)
+    # --- learning loop: nba learn, nba models (decision/learning/cli.py)
+    from decision.learning.cli import add_parsers as add_learning_parsers
+
+    add_learning_parsers(sub, redis_args)
+    # --- end learning loop
+
+    b = sub.add_parser("bench", help="Decide latency and throughput against the floor (docs/BENCHMARKS.md)")
+    b.add_argument("--profile", choices=("smoke", "small", "full"), default="small")
+    b.add_argument("--out", help="JSON results (default: bench-results/<timestamp>.json)")
+    b.add_argument("--catalog", help="catalog YAML (default: NBA_CATALOG or examples/catalog.yaml)")
+    b.add_argument("--placement", help="placement to decide for (default: the catalog's first)")
+    b.add_argument("--population", type=int, help="synthetic profiles to load (default: the profile's)")
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--clients", type=int, help="load generator processes (default: one per spare core)")
+    b.add_argument("--channels", type=int, default=1, help="gRPC connections per load generator process")
+    b.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    b.add_argument("--work-dir", help="keep the Redis data and server logs here (default: a temp dir, removed)")
+    b.set_defaults(func=cmd_bench)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from decision.logfmt import configure_logging
+
+    configure_logging(os.environ.get("NBA_LOG_FORMAT", args.log_format), logging.DEBUG if args.verbose else logging.INFO)
     return args.func(args)
 
 

@@ -1,7 +1,10 @@
 """`nba export`: joined decisions and rewards as VW dsjson, CSV or Parquet.
 
 One output row (line) per logged item; decisions that the join excludes
-(pending, fallback, refused at commit) are not exported (decision/join.py).
+(pending, fallback, refused at commit, v2 records whose feature table is
+gone) are not exported (decision/join.py). The join hands over resolved
+records, so every action's features are written out in full, whichever
+record version logged them (decision/records.py).
 
 dsjson (`vw --dsjson --cb_adf` / `--cb_explore_adf` train on it unchanged):
 - `c` holds the shared namespaces and `_multi` one object per action, under

@@ -22,7 +22,13 @@ Excluded and counted, never guessed:
 - decisions where the commit stage refused a sampled item (a cap taken by a
   concurrent decision): the surviving items are renumbered, so their logged
   conditional probabilities no longer describe the draws;
-- records that do not parse (another record version, corrupt JSON).
+- records that do not parse (another record version, corrupt JSON);
+- v2 records whose catalog version's feature table is gone (expired, never
+  written): their action features cannot be known (decision/feature_tables.py).
+
+Records come back resolved: every action carries its features, read from its
+catalog version's feature table for v2 records (decision/records.py), so
+export and off-policy evaluation see the same features the policy saw.
 
 "now" defaults to a watermark: the later of the wall clock and the newest
 time found in either stream, so logs of a simulation that ran ahead of the
@@ -35,6 +41,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
+from decision.feature_tables import FeatureTables, MissingFeatureTable
 from decision.logs import LogConfig
 from decision.records import DecisionRecord, RewardRecord
 
@@ -87,6 +94,7 @@ class JoinStats:
     fallback: int = 0
     refused: int = 0
     unreadable: int = 0  # decision or reward records that did not parse
+    unresolved: int = 0  # in-range v2 decisions whose feature table is gone
     rewards: int = 0  # events joined into an item
     late_rewards: int = 0
     clipped: int = 0  # items whose summed reward was clipped to the range
@@ -95,6 +103,7 @@ class JoinStats:
         parts = [f"{n} {what}" for n, what in (
             (self.pending, "pending (join window still open)"), (self.fallback, "fallback"),
             (self.refused, "with an item refused at commit"), (self.unreadable, "unreadable record(s)"),
+            (self.unresolved, "without their catalog version's feature table"),
         ) if n]
         return "excluded: " + ", ".join(parts) if parts else "nothing excluded"
 
@@ -120,8 +129,9 @@ def _clip(x: float, rng: tuple[float, float] | None) -> tuple[float, bool]:
 
 
 def join_records(decisions: Iterable[DecisionRecord], rewards: Iterable[RewardRecord], query: JoinQuery, *,
-                 now_ms: int, unreadable: int = 0) -> JoinResult:
-    """The join of already-read records (see the module docstring)."""
+                 now_ms: int, unreadable: int = 0, unresolved: int = 0) -> JoinResult:
+    """The join of already-read records (see the module docstring); v2
+    records should be resolved first (`resolve_selected`)."""
     selected = sorted((r for r in decisions if query.selects(r)), key=lambda r: (r.ts_ms, r.decision_id))
     wanted = {r.decision_id for r in selected}
     by_item: dict[tuple[str, str], list[RewardRecord]] = {}
@@ -158,8 +168,8 @@ def join_records(decisions: Iterable[DecisionRecord], rewards: Iterable[RewardRe
                                     not inside))
         out.append(JoinedDecision(r, tuple(items)))
     stats = JoinStats(now_ms=now_ms, decisions=len(selected), joined=len(out), pending=pending, fallback=fallback,
-                      refused=refused, unreadable=unreadable, rewards=joined_events, late_rewards=late,
-                      clipped=clipped)
+                      refused=refused, unreadable=unreadable, unresolved=unresolved, rewards=joined_events,
+                      late_rewards=late, clipped=clipped)
     return JoinResult(tuple(out), stats, tuple(selected))
 
 
@@ -186,8 +196,9 @@ def _parse(cls, text):
 
 async def read_records(redis, config: LogConfig = LogConfig()
                        ) -> tuple[list[DecisionRecord], list[RewardRecord], int, int]:
-    """Every decision and reward record in the streams, the number that did
-    not parse, and the newest time seen (ms)."""
+    """Every decision and reward record in the streams (as logged: v2
+    decisions unresolved, see `resolve_selected`), the number that did not
+    parse, and the newest time seen (ms)."""
     decisions: list[DecisionRecord] = []
     rewards: list[RewardRecord] = []
     bad = 0
@@ -209,6 +220,23 @@ async def read_records(redis, config: LogConfig = LogConfig()
     return decisions, rewards, bad, newest
 
 
+async def resolve_selected(decisions: Iterable[DecisionRecord], query: JoinQuery, tables: FeatureTables
+                           ) -> tuple[list[DecisionRecord], int]:
+    """The decisions the query selects, resolved (features inline), and how
+    many could not be (no feature table). Only the selected ones: resolving
+    costs a copy of each record."""
+    selected = [r for r in decisions if query.selects(r)]
+    await tables.load_for(selected)
+    out: list[DecisionRecord] = []
+    unresolved = 0
+    for r in selected:
+        try:
+            out.append(tables.resolve(r))
+        except (MissingFeatureTable, ValueError):
+            unresolved += 1
+    return out, unresolved
+
+
 def watermark(newest_ms: int) -> int:
     return max(time.time_ns() // 1_000_000, newest_ms)
 
@@ -217,4 +245,5 @@ async def read_joined(redis, query: JoinQuery, config: LogConfig = LogConfig()) 
     """The join of the placement's decisions in the query's range, from Redis."""
     decisions, rewards, bad, newest = await read_records(redis, config)
     now = query.now_ms if query.now_ms is not None else watermark(newest)
-    return join_records(decisions, rewards, query, now_ms=now, unreadable=bad)
+    resolved, unresolved = await resolve_selected(decisions, query, FeatureTables(redis))
+    return join_records(resolved, rewards, query, now_ms=now, unreadable=bad, unresolved=unresolved)

@@ -28,6 +28,7 @@ from decision.domain import (
     Removal,
     StageResult,
 )
+from decision.feature_tables import TablePublisher
 from decision.ids import new_decision_id
 from decision.logs import Logs
 from decision.policies import PolicyBook
@@ -89,6 +90,10 @@ class Decider:
         self.allow_as_of = allow_as_of
         self.spool = spool
         self.redis_budget_s = redis_budget_s
+        # Records reference their actions' features in the catalog version's
+        # feature table: written at catalog load (server) and checked here
+        # before each record is logged (decision/feature_tables.py).
+        self.tables = TablePublisher(redis, logs.config)
 
     def _placement(self, catalog: Catalog, request: DecideRequest) -> Placement:
         placement = catalog.placements.get(request.placement)
@@ -250,6 +255,8 @@ class Decider:
             served = [(i.candidate.offer_id, i.rank) for i in items]
             try:
                 async with store_call("log_decision", budget):
+                    if self.tables.due(catalog.version):
+                        await self.tables.publish(catalog)
                     await self.logs.write_decision(record, situation.counted_key, served)
             except errors.StoreUnavailable:
                 if self.spool is None:
@@ -286,9 +293,10 @@ class Decider:
     def _record(self, situation: Situation, outcome: policy.PolicyOutcome, items: tuple[ChosenItem, ...],
                 picks: list[policy.Pick], removed: list[Removal], decision_id: str, fallback: bool) -> DecisionRecord:
         request = situation.request
+        # features=None: by reference to the catalog version's feature table (records v2)
         actions = tuple(
-            LoggedAction(c.offer_id, c.content_id, c.channel, f, p, s)
-            for c, f, p, s in zip(outcome.candidates, outcome.action_features, outcome.probabilities, outcome.scores)
+            LoggedAction(c.offer_id, c.content_id, c.channel, None, p, s)
+            for c, p, s in zip(outcome.candidates, outcome.probabilities, outcome.scores)
         )
         if fallback:
             logged_items: tuple[LoggedItem, ...] = ()

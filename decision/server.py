@@ -16,11 +16,12 @@ from grpc_reflection.v1alpha import reflection
 
 from bandits.registry import KINDS, validate_params
 from decision import errors, metrics
+from decision.auth import AuthInterceptor, TokenBook
 from decision.catalog import Catalog, load_catalog
 from decision.clock import Clock, SystemClock
+from decision.forget import Forgetter, is_forgotten
 from decision.logs import LogConfig, Logs
 from decision.nba.v1 import decision_pb2 as pb
-from decision.nba.v1 import decision_pb2_grpc as pb_grpc
 from decision.pipeline import CatalogHolder, Decider
 from decision.policies import PolicyBook
 from decision.privacy import Pseudonymizer
@@ -28,10 +29,11 @@ from decision.records import DecisionRecord
 from decision.rewards import Rewards
 from decision.spool import Spool
 from decision.rules import compile_rule
-from decision.service import AdminServicer, DecisionServicer
+from decision.service import AdminServicer, DecisionServicer, add_to_server
 from decision.store import keys
 from decision.store.embedded import DEFAULT_DATA_DIR, EmbeddedRedis
 from decision.store.redis_store import RedisProfileStore, connect
+from decision.tls import ServerTls, add_port
 
 log = logging.getLogger("nba.server")
 
@@ -71,6 +73,11 @@ class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     allow_as_of: bool = False
     grace_s: float = 10.0
+    # After NOT_SERVING, keep answering this long before refusing new calls,
+    # so load balancers and health-watching clients move away first (grpc
+    # core answers calls that arrive during the stop itself with CANCELLED,
+    # grpc/grpc#41785).
+    drain_s: float = 1.0
     reload_poll_s: float = 2.0
     health_poll_s: float = 1.0
     seed: int | None = None
@@ -82,6 +89,31 @@ class Settings:
     metrics_port: int = 0
     # Where decisions and rewards wait while Redis is unreachable.
     spool_dir: Path | None = None
+    # --- security (docs/SECURITY.md): both off by default (plain local mode)
+    tls: ServerTls | None = None
+    tokens: TokenBook | None = None
+
+
+class Health(health.aio.HealthServicer):
+    """The standard health service, whose Watch streams end when the server
+    stops: otherwise every watching load balancer holds the shutdown for the
+    whole grace period."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._closing = asyncio.Event()
+
+    async def Watch(self, request, context) -> None:
+        watch = asyncio.ensure_future(super().Watch(request, context))
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({watch, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            closing.cancel()
+
+    def close_watches(self) -> None:
+        self._closing.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +131,7 @@ class App:
         self.clock = clock or SystemClock()
         self.embedded: EmbeddedRedis | None = None
         self.server: grpc.aio.Server | None = None
-        self.health = health.aio.HealthServicer()
+        self.health = Health()
         self.port: int = 0
         self._tasks: list[asyncio.Task] = []
         self._catalog_mtime = 0.0
@@ -133,24 +165,42 @@ class App:
             spool=self.spool,
             redis_budget_s=s.redis_budget_s,
         )
+        await self.decider.tables.publish(catalog)  # feature table: decision records v2 reference it
         self.rewards = Rewards(self.redis, self.logs, self.clock, self.spool)
+        # --- learning loop (decision/models.py): serve the learner's snapshots from the first request on
+        from decision.models import ModelWatcher
+
+        self.models = ModelWatcher(self.redis, lambda: self.holder, seed=s.seed or 0)
+        await self.models.load()
+        # --- end learning loop
+        self.forgetter = Forgetter(self.redis, self.decider.pseudonymizer, self.clock, s.log_config)
         metrics.observe_models(self._models_in_use)
         if s.metrics_port:
-            metrics.serve_prometheus(s.metrics_port, s.host)
+            try:
+                metrics.serve_prometheus(s.metrics_port, s.host)
+            except OSError as e:  # e.g. a second replica on one host: serve without metrics
+                log.warning("metrics endpoint not started on port %d: %s", s.metrics_port, e)
 
-        server = grpc.aio.server(options=[
+        # --- security: token auth interceptor (before anything parses the request)
+        interceptors = [AuthInterceptor(s.tokens)] if s.tokens is not None else []
+        if s.tokens is not None and s.tls is None:
+            log.warning("token auth without TLS: tokens cross the network in clear text (fine behind a "
+                        "TLS-terminating proxy on the same host, nowhere else)")
+        log.info("security: %s, %s", "plaintext (no TLS)" if s.tls is None else
+                 "mutual TLS" if s.tls.client_ca else "TLS",
+                 "token auth off" if s.tokens is None else f"token auth for {len(s.tokens.apps)} application(s)")
+        server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 1),
         ])
-        pb_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(self), server)
-        pb_grpc.add_AdminServiceServicer_to_server(AdminServicer(self), server)
+        add_to_server(server, DecisionServicer(self), AdminServicer(self))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
-        self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+        self.port = add_port(server, f"{s.host}:{s.port}", s.tls)
         if self.port == 0:
             raise errors.Unavailable(f"cannot listen on {s.host}:{s.port}")
         await server.start()
@@ -160,6 +210,7 @@ class App:
             asyncio.create_task(self._watch_catalog()),
             asyncio.create_task(self._watch_health()),
             asyncio.create_task(self._trim_logs()),
+            asyncio.create_task(self.models.run()),  # learning loop: hot-swaps new model versions
         ]
         log.info("serving on %s:%d with catalog %s (version %s)", s.host, self.port, s.catalog, catalog.version)
         return self
@@ -182,6 +233,8 @@ class App:
     async def _replay_decision(self, record: DecisionRecord, person_key: str, served: list[tuple[str, int]]) -> bool:
         # Idempotent: a decision whose key exists was written with its row already.
         if await self.redis.exists(keys.decision(record.decision_id)):
+            return False
+        if await is_forgotten(self.redis, record.person):  # privacy: forgotten after it was spooled
             return False
         await self.logs.write_decision(record, person_key, served)
         return True
@@ -209,6 +262,15 @@ class App:
         if catalog.version == self.holder.catalog.version:
             return ReloadResult(False, catalog.version)
         book = PolicyBook.from_catalog(catalog, seed=self.settings.seed or 0, previous=self.holder.book)
+        # --- feature table (decision/feature_tables.py): written before the first record references it;
+        # if Redis is away now, the pipeline writes it before it logs the next decision
+        try:
+            await self.decider.tables.publish(catalog)
+        except Exception as e:  # noqa: BLE001
+            log.warning("feature table of catalog %s not written yet (%s); the next decision writes it",
+                        catalog.version, e)
+        # --- end feature table
+        self.models.adopt(book, catalog)  # learning loop: keep snapshots and apprentice baselines in force
         # One assignment: requests in flight keep the holder they read.
         self.holder = self.decider.holder = CatalogHolder(catalog, book)
         await self.redis.set(keys.CATALOG_VERSION, catalog.version)
@@ -260,6 +322,9 @@ class App:
         await self._set_serving(False)
         for t in self._tasks:
             t.cancel()
+        if self.server is not None and self.settings.drain_s > 0:
+            await asyncio.sleep(self.settings.drain_s)
+        self.health.close_watches()
         if self.server is not None:
             await self.server.stop(self.settings.grace_s)
         if hasattr(self, "spool"):

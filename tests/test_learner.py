@@ -20,7 +20,8 @@ import pytest
 from bandits.policy import Context
 from bandits.registry import make_policy
 from decision.learning import join
-from decision.learning.examples import decode_decision, item_examples
+from decision.feature_tables import FeatureTables
+from decision.learning.examples import LoggedDecision, decode_decision, item_examples
 from decision.learning.learner import Learner, LearnerBusy, LearnerConfig
 from decision.models import ModelWatcher, SnapshotPolicy
 from decision.pipeline import CatalogHolder
@@ -180,7 +181,7 @@ async def test_each_item_of_a_slate_is_an_example_over_the_actions_left_at_its_r
     learner = await learn(redis, joins)
     assert joins.rewards == {"d1": (0.0, 1.0, 0.0)}  # in rank order: only x (rank 2) was clicked
     assert model(learner).examples == 3
-    examples = item_examples(slate, learner.trainer.actions.of(slate))
+    examples = item_examples(LoggedDecision.of(slate, learner.tables))
     assert [e.rank for e in examples] == [1, 2, 3]
     assert [[a.group for a in e.actions] for e in examples] == [
         list(OFFERS), ["offer_x", "offer_y", "offer_w"], ["offer_y", "offer_w"]]
@@ -204,15 +205,26 @@ async def test_what_is_not_learned_is_acknowledged_and_counted(redis):
 
 
 def test_decode_decision_agrees_with_the_record_contract():
-    r = decision("d1", T0, items=((1, 0.3), (0, 0.5)), removed=(LoggedRemoval("offer_y", "y_web", "web", "x", "r"),))
+    r = decision("d1", T0, items=((1, 0.3), (0, 0.5)),
+                 removed=(LoggedRemoval("offer_y", "y_web", "web", "commit", "r"),))
     r = replace(r, request_id="req", simulated=True)
-    assert decode_decision(r.to_json()) == DecisionRecord.from_json(r.to_json())
+    tables = FeatureTables()
+    v1 = r.to_json()  # features inline
+    assert decode_decision(v1, tables) == LoggedDecision.of(DecisionRecord.from_json(v1), tables)
+    # v2: the same decision by reference to its catalog version's feature table
+    features = {f"{a.offer_id}/{a.content_id}@{a.channel}": a.features for a in r.actions}
+    v2 = replace(r, actions=tuple(replace(a, features=None) for a in r.actions)).to_json()
+    assert '"v":2' in v2 and "features" not in v2
+    tables.add(r.catalog_version, features)
+    decoded = decode_decision(v2, tables)
+    assert decoded == LoggedDecision.of(DecisionRecord.from_json(v2), tables) == LoggedDecision.of(r, tables)
+    assert decoded.refused and decoded.actions is decode_decision(v2, tables).actions  # one interned set
 
 
 # --- checkpoint and restart ------------------------------------------------------------
 
 def scores(learner: Learner) -> list[list[float]]:
-    actions = learner.trainer.actions.of(decision("probe", T0))
+    actions = learner.tables.actions(decision("probe", T0))
     return [model(learner).policy.rank(Context({"user": {f"seg_{s}": 1.0}, "context": {"page": "home"}}),
                                        actions).scores.tolist() for s in "ab"]
 
@@ -349,7 +361,7 @@ async def test_a_published_snapshot_is_swapped_in_between_requests(redis):
     await watcher.sync()
     assert box["holder"].book.get("hero", "champion").version == "vw_champion:v2"
     ctx = Context({"user": {"seg_a": 1.0}})
-    acts = learner.trainer.actions.of(decision("x", T0))
+    acts = learner.tables.actions(decision("x", T0))
     assert in_flight.rank(ctx, acts).probabilities.sum() == pytest.approx(1.0)
     # a catalog reload that keeps the policy keeps the served snapshot
     catalog = box["holder"].catalog

@@ -1,11 +1,13 @@
 """Joined log rows -> the Context/Action objects the policies saw.
 
 `actions_of` rebuilds exactly what decision/stages/policy.py handed the
-policy: Action(id="offer/content@channel", features=logged action features,
+policy: Action(id="offer/content@channel", features=the action's features,
 value and priority of the offer from the catalog, group=offer id), in the
-logged order, and Context(logged shared features). Value and priority are
-not in the log record: they come from the catalog (a note says when an offer
-is missing or the catalog version differs from the logged one).
+logged order, and Context(logged shared features). The records come from
+decision/join.py already resolved (v2 records' features read from their
+catalog version's feature table, decision/feature_tables.py). Value and
+priority are not in the log record: they come from the catalog (a note says
+when an offer is missing or the catalog version differs from the logged one).
 """
 
 from __future__ import annotations
@@ -17,29 +19,22 @@ import numpy as np
 
 from bandits.policy import Action, Context
 from decision.catalog import Catalog
+from decision.feature_tables import make_action
 from decision.join import JoinedDecision
 from decision.records import DecisionRecord
 
 from decision.experiments import ExperimentError
 
-
-def label(offer: str, content: str, channel: str) -> str:
-    return f"{offer}/{content}@{channel}"
-
-
 def actions_of(record: DecisionRecord, catalog: Catalog | None, missing: set[str] | None = None) -> tuple[Action, ...]:
+    """The record's Actions (it must be resolved: decision/join.py returns resolved records)."""
     out = []
     for a in record.actions:
-        offer = catalog.offers.get(a.offer_id) if catalog is not None else None
-        if offer is not None:
-            value, priority = offer.value, offer.priority
-        else:
-            v = a.features.get("offer", {}).get("value", 0.0)
-            value, priority = (float(v) if isinstance(v, (int, float)) else 0.0), 1.0
-            if missing is not None:
-                missing.add(a.offer_id)
-        out.append(Action(id=label(a.offer_id, a.content_id, a.channel), features=a.features, value=value,
-                          priority=priority, group=a.offer_id))
+        if a.features is None:
+            raise ExperimentError(f"decision {record.decision_id} is not resolved (records v2): read it through "
+                                  "decision.join, which resolves features from the feature tables")
+        if missing is not None and (catalog is None or a.offer_id not in catalog.offers):
+            missing.add(a.offer_id)
+        out.append(make_action(a, a.features, catalog))
     return tuple(out)
 
 

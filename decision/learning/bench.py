@@ -4,15 +4,20 @@
     python -m decision.learning.bench [--decisions N] [--actions K]
 
 A private embedded server in a temporary directory gets N logged decisions
-of one VW placement with K actions each (features shaped like the
-service's: 8 user + 4 context features; offer, content, channel per action,
-the catalog's default interactions) and rewards for about a third of them.
-Then one learner (`--once`, one process, one core) reads both streams,
-decodes, joins, trains, snapshots and acknowledges everything; the figure is
-joined decisions (= examples: one item each) per second of that run, with
-the time per phase. For comparison it also times VW alone on the same
-examples (pre-built text -> parse -> learn) and measures the memory a
-pending decision holds.
+of one VW placement with K actions each, written as the service writes them:
+records v2 referencing the catalog version's feature table, which is
+published to the server first (decision/feature_tables.py). Features are
+shaped like the service's: 8 user + 4 context features per decision; offer
+(5), content (2) and channel (1) features per action from the bench catalog
+through decision/features.py; the catalog's default interactions. About a
+third of the decisions get a reward. Then one learner (`--once`, one
+process, one core) reads both streams, decodes, joins, trains, snapshots and
+acknowledges everything; the figure is joined decisions (= examples: one
+item each) per second of that run, with the time per phase. For comparison
+it also times VW alone on the same examples (pre-built text -> parse ->
+learn), measures the memory a pending decision holds and the bytes a
+decision record takes in the stream (v2, and the same record with its
+features inline as v1 wrote it).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from decision.feature_tables import FeatureTables, TablePublisher
 from decision.records import DecisionRecord, LoggedAction, LoggedItem, RewardRecord
 from decision.store import keys
 
@@ -54,17 +60,11 @@ placements:
 """
 
 
-def logs(n: int, actions: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """(decision JSON, reward JSON) as the service writes them."""
+def logs(n: int, actions: int, catalog_version: str, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(decision JSON, reward JSON) as the service writes them: records v2
+    whose actions reference `catalog_version`'s feature table."""
     rng = np.random.default_rng(seed)
-    acts = tuple(
-        LoggedAction(f"o{j}", f"c{j}", "web", {
-            "offer": {"id": f"o{j}", "value": float(10 + j), "margin": 0.2, f"tag_t{j % 4}": 1.0,
-                      "category": f"k{j % 5}"},
-            "content": {"id": f"c{j}", "template": f"tpl{j % 3}"},
-            "channel": {"id": "web"},
-        }, 1.0 / actions, 0.0)
-        for j in range(actions))
+    acts = tuple(LoggedAction(f"o{j}", f"c{j}", "web", None, 1.0 / actions, 0.0) for j in range(actions))
     decisions, rewards = [], []
     for i in range(n):
         ts = T0 + i * 100
@@ -81,7 +81,7 @@ def logs(n: int, actions: int, seed: int = 0) -> tuple[list[str], list[str]]:
         did = f"bench{i:08d}"
         decisions.append(DecisionRecord(
             decision_id=did, ts_ms=ts, placement="bench", arm="default", policy="vw_bench", model_version="bench",
-            catalog_version="bench", person="p" * 32, anonymous=False, assignment="person", context=context,
+            catalog_version=catalog_version, person="p" * 32, anonymous=False, assignment="person", context=context,
             actions=acts, items=(LoggedItem(1, a, 1.0 / actions, 0.0),), fallback=False, join_window_s=60,
         ).to_json())
         if rng.random() < 0.3:
@@ -94,7 +94,7 @@ def logs(n: int, actions: int, seed: int = 0) -> tuple[list[str], list[str]]:
 
 
 async def _bench(decisions: int, actions: int) -> dict:
-    from decision.learning.learner import Learner, LearnerConfig
+    from decision.learning.learner import Learner, LearnerConfig, load_learner_catalog
     from decision.store.embedded import EmbeddedRedis
     from decision.store.redis_store import connect
 
@@ -104,7 +104,9 @@ async def _bench(decisions: int, actions: int) -> dict:
         server = await asyncio.to_thread(EmbeddedRedis(Path(tmp) / "redis", appendonly=False).start)
         redis = connect(server.url, timeout_s=30)
         try:
-            dec, rew = logs(decisions, actions)
+            loaded = load_learner_catalog(catalog)
+            await TablePublisher(redis).publish(loaded)  # as the service does at catalog load
+            dec, rew = logs(decisions, actions, loaded.version)
             for stream, rows in ((keys.DECISION_STREAM, dec), (keys.REWARD_STREAM, rew)):
                 for i in range(0, len(rows), 2000):
                     pipe = redis.pipeline(transaction=False)
@@ -119,14 +121,16 @@ async def _bench(decisions: int, actions: int) -> dict:
             elapsed = time.perf_counter() - t0
             counters, timings = learner.counters, learner.timings
             vw_only = _vw_only(learner, dec[:5000])
-            pending_bytes = _pending_bytes(dec[:2000])
+            pending_bytes = _pending_bytes(dec[:2000], learner.tables)
+            record_bytes = _record_bytes(dec[:1000], learner.tables)
         finally:
             await redis.aclose()
             await asyncio.to_thread(server.stop)
     return {"decisions": decisions, "actions": actions, "elapsed_s": elapsed, "joined": counters["joined"],
             "examples": counters["examples"], "per_s": counters["joined"] / elapsed,
             "timings": dict(timings), "rewards_attached": counters["rewards_attached"],
-            "checkpoints": counters["checkpoints"], "vw_only_per_s": vw_only, "pending_bytes": pending_bytes}
+            "checkpoints": counters["checkpoints"], "vw_only_per_s": vw_only, "pending_bytes": pending_bytes,
+            "record_bytes": record_bytes}
 
 
 def _vw_only(learner, rows: list[str]) -> float:
@@ -135,8 +139,7 @@ def _vw_only(learner, rows: list[str]) -> float:
     m = next(iter(learner.trainer.models.values()))
     texts = []
     for raw in rows:
-        record = decode_decision(raw)
-        ex = item_examples(record, learner.trainer.actions.of(record))[0]
+        ex = item_examples(decode_decision(raw, learner.tables))[0]
         texts.append(m.policy.example(ex.context, ex.actions, ex.chosen, ex.probability, 0.0))
     t0 = time.perf_counter()
     for text in texts:
@@ -144,7 +147,9 @@ def _vw_only(learner, rows: list[str]) -> float:
     return len(texts) / (time.perf_counter() - t0)
 
 
-def _pending_bytes(rows: list[str]) -> float:
+def _pending_bytes(rows: list[str], tables: FeatureTables) -> float:
+    """Memory per pending decision (the tables and interned Actions are
+    shared by all and loaded before the measurement)."""
     from decision.learning.examples import decode_decision
     from decision.learning.join import Joiner
 
@@ -152,13 +157,20 @@ def _pending_bytes(rows: list[str]) -> float:
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     joiner = Joiner()
-    features: dict = {}
     for i, raw in enumerate(rows):
-        joiner.add_decision(decode_decision(raw, features), f"{i}-0")
+        joiner.add_decision(decode_decision(raw, tables), f"{i}-0")
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     size = sum(s.size_diff for s in after.compare_to(before, "filename"))
     return size / len(rows)
+
+
+def _record_bytes(rows: list[str], tables: FeatureTables) -> tuple[float, float]:
+    """Mean bytes of a decision record: as logged (v2), and with its
+    features inline (what v1 logged for the same decision)."""
+    v2 = sum(len(raw.encode()) for raw in rows) / len(rows)
+    v1 = sum(len(tables.resolve(DecisionRecord.from_json(raw)).to_json().encode()) for raw in rows) / len(rows)
+    return v2, v1
 
 
 def run_bench(decisions: int = 20_000, actions: int = 20) -> int:
@@ -176,6 +188,9 @@ def run_bench(decisions: int = 20_000, actions: int = 20) -> int:
               f"us/example  {100 * t.get(phase, 0.0) / total:4.0f}%")
     print(f"VW alone (pre-built text -> parse -> learn): {result['vw_only_per_s']:,.0f} examples/s")
     print(f"memory per pending decision: {result['pending_bytes'] / 1024:.1f} KiB")
+    v2, v1 = result["record_bytes"]
+    print(f"decision record: {v2:,.0f} bytes (v2, features by reference); {v1:,.0f} bytes with the features inline "
+          f"(v1): {v1 / v2:.1f}x smaller")
     return 0
 
 

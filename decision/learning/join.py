@@ -25,9 +25,10 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from decision.records import DecisionRecord, RewardRecord
+from decision.learning.examples import LoggedDecision, reward_items
+from decision.records import RewardRecord
 
 # Outcomes of add_decision / add_reward. What the learner does with the
 # stream entry: PENDING/ATTACHED/BUFFERED - acknowledge once trained and
@@ -43,23 +44,26 @@ IGNORED = "ignored"  # reward of a decision the learner does not learn from (fal
 
 @dataclass(slots=True)
 class Pending:
-    record: DecisionRecord
+    record: LoggedDecision
     entry_id: str  # decision stream entry
     close_ms: int
-    # item index -> event id -> reward
-    events: dict[int, dict[str, float]] = field(default_factory=dict)
-    reward_entries: list[str] = field(default_factory=list)
-    offers: dict[str, int] = field(default_factory=dict)  # offer id -> item index
+    # Made by the first reward (most decisions never get one):
+    # item index -> event id -> reward, and the reward stream entries.
+    events: dict[int, dict[str, float]] | None = None
+    reward_entries: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Joined:
-    record: DecisionRecord
+    record: LoggedDecision
     entry_id: str
     # per item (record.items order): sum of its rewards, None when no event arrived
     sums: tuple[float | None, ...]
     reward_entries: tuple[str, ...]
     close_ms: int
+
+
+_NO_EVENTS = tuple((None,) * n for n in range(8))
 
 
 @dataclass(slots=True)
@@ -89,7 +93,7 @@ class Joiner:
         if len(self.recent) > self.recent_limit:
             self.recent.popitem(last=False)
 
-    def add_decision(self, record: DecisionRecord, entry_id: str) -> str:
+    def add_decision(self, record: LoggedDecision, entry_id: str) -> str:
         did = record.decision_id
         if did in self.pending:
             return DUPLICATE
@@ -97,13 +101,11 @@ class Joiner:
         if status is not None:
             return TRAINED if status == TRAINED else DUPLICATE
         close = record.ts_ms + record.join_window_s * 1000
-        p = Pending(record, entry_id, close)
-        p.offers = {record.actions[item.action].offer_id: n for n, item in enumerate(record.items)}
-        self.pending[did] = p
+        self.pending[did] = Pending(record, entry_id, close)
         heapq.heappush(self._heap, (close, next(self._seq), did))
         return PENDING
 
-    def ignore_decision(self, record: DecisionRecord) -> list[tuple[str, str]]:
+    def ignore_decision(self, record: LoggedDecision) -> list[tuple[str, str]]:
         """A decision nobody learns from: remember it so that its rewards are
         recognised; returns its buffered rewards' (entry id, outcome)."""
         self.remember(record.decision_id, IGNORED)
@@ -126,11 +128,13 @@ class Joiner:
         return self._attach(p, reward, entry_id)
 
     def _attach(self, p: Pending, reward: RewardRecord, entry_id: str) -> str:
-        item = p.offers.get(reward.offer_id)
+        item = reward_items(p.record).get(reward.offer_id)
         if item is None:
             return IGNORED  # not an item of this decision (the service refuses these; a forged row)
         if reward.occurred_ms > p.close_ms:
             return LATE
+        if p.events is None:
+            p.events, p.reward_entries = {}, []
         events = p.events.setdefault(item, {})
         if reward.event_id in events:
             return DUPLICATE
@@ -141,6 +145,8 @@ class Joiner:
     def attach_buffered(self, decision_id: str) -> list[tuple[str, str]]:
         """Attach the rewards that waited for this (now pending) decision;
         returns (entry id, outcome) of each."""
+        if decision_id not in self._buffer:  # the common case: the decision came first
+            return []
         p = self.pending[decision_id]
         return [(b.entry_id, self._attach(p, b.reward, b.entry_id)) for b in self._take_buffered(decision_id)]
 
@@ -166,15 +172,19 @@ class Joiner:
         in close-time order (ties: read order)."""
         out: list[Joined] = []
         heap = self._heap
+        pending = self.pending
         while heap and heap[0][0] < watermark_ms:
             close, _, did = heapq.heappop(heap)
-            p = self.pending.pop(did, None)
+            p = pending.pop(did, None)
             if p is None:
                 continue
-            sums = tuple(
-                (sum(p.events[n].values()) if n in p.events else None) for n in range(len(p.record.items))
-            )
-            out.append(Joined(p.record, p.entry_id, sums, tuple(p.reward_entries), close))
+            n_items = len(p.record.items)
+            if p.events is None:
+                out.append(Joined(p.record, p.entry_id, _NO_EVENTS[n_items] if n_items < 8 else (None,) * n_items,
+                                  (), close))
+            else:
+                sums = tuple((sum(p.events[n].values()) if n in p.events else None) for n in range(n_items))
+                out.append(Joined(p.record, p.entry_id, sums, tuple(p.reward_entries), close))
             self.remember(did, TRAINED)
         return out
 

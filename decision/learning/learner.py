@@ -53,6 +53,7 @@ from bandits.policy import PolicyLoadError
 from bandits.registry import KINDS, validate_params
 from decision.catalog import Catalog, load_catalog
 from decision.errors import CatalogError
+from decision.feature_tables import FeatureTables, MissingFeatureTable
 from decision.learning import join
 from decision.learning.apprentice import Judge
 from decision.learning.examples import decode_decision
@@ -132,7 +133,9 @@ class Learner:
         self.wall_ms = wall_ms
         self.catalog = catalog if catalog is not None else load_learner_catalog(config.catalog)
         self._catalog_mtime = _mtime(config.catalog)
-        self.trainer = Trainer(self.catalog, seed=config.seed, learn_from=config.learn_from)
+        # action features of records v2, one table per catalog version (decision/feature_tables.py)
+        self.tables = FeatureTables(redis, self.catalog)
+        self.trainer = Trainer(self.catalog, seed=config.seed, learn_from=config.learn_from, tables=self.tables)
         self.joiner = Joiner()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.counters: Counter[str] = Counter()
@@ -151,7 +154,6 @@ class Learner:
         self._last_poll = 0.0
         self._last_renew = 0.0
         self._started = False
-        self._features: dict = {}  # interned action features (examples.decode_decision)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
@@ -223,14 +225,17 @@ class Learner:
     async def _replay(self) -> None:
         """Re-read this consumer's pending entries (decisions first)."""
         c = self.config
-        for stream, handle in ((c.decision_stream, self._on_decision), (c.reward_stream, self._on_reward)):
+        for stream in (c.decision_stream, c.reward_stream):
             last = "0"
             while True:
                 entries = await self._read(stream, last)
                 if not entries:
                     break
-                for eid, fields in entries:
-                    handle(eid, fields)
+                if stream == c.decision_stream:
+                    await self._on_decisions(entries)
+                else:
+                    for eid, fields in entries:
+                        self._on_reward(eid, fields)
                 last = entries[-1][0]
         await self._flush_acks()
 
@@ -271,8 +276,7 @@ class Learner:
         t0 = time.perf_counter()
         decisions = await self._read(c.decision_stream, ">")
         t1 = time.perf_counter()
-        for eid, fields in decisions:
-            self._on_decision(eid, fields)
+        await self._on_decisions(decisions)
         t2 = time.perf_counter()
         decisions_drained = len(decisions) < c.batch
         if decisions_drained:
@@ -286,18 +290,22 @@ class Learner:
         self._rew_caught = len(rewards) < c.batch
         t4 = time.perf_counter()
         joined = self.joiner.close(self._advance_watermark())
+        trainer, on_joined = self.trainer, self.on_joined
+        covered, covered_rewards, trained_ids = self._covered_decisions, self._covered_rewards, self._trained_ids
+        examples = 0
         for j in joined:
-            rewards = self.trainer.rewards(j)
-            if self.on_joined is not None:
-                self.on_joined(j, rewards)
-            n = self.trainer.learn(j, rewards)
-            self.counters["joined"] += 1
-            self.counters["examples"] += n
-            self._examples_since += n
-            self._joined_since += 1
-            self._covered_decisions.append(j.entry_id)
-            self._covered_rewards.extend(j.reward_entries)
-            self._trained_ids.append(j.record.decision_id)
+            rewards = trainer.rewards(j)
+            if on_joined is not None:
+                on_joined(j, rewards)
+            examples += trainer.learn(j, rewards)
+            covered.append(j.entry_id)
+            if j.reward_entries:
+                covered_rewards.extend(j.reward_entries)
+            trained_ids.append(j.record.decision_id)
+        self.counters["joined"] += len(joined)
+        self.counters["examples"] += examples
+        self._examples_since += examples
+        self._joined_since += len(joined)
         t5 = time.perf_counter()
         self.timings["read"] += (t1 - t0) + (t3 - t2)
         self.timings["decode_join"] += (t2 - t1) + (t4 - t3)
@@ -332,6 +340,14 @@ class Learner:
 
     # -- entries -------------------------------------------------------------------
 
+    async def _on_decisions(self, entries: list[tuple[str, dict | None]]) -> None:
+        for eid, fields in entries:
+            try:
+                self._on_decision(eid, fields)
+            except MissingFeatureTable as e:  # the first record of a catalog version: load its table
+                await self.tables.load((e.version,))
+                self._on_decision(eid, fields)
+
     def _on_decision(self, eid: str, fields: dict | None) -> None:
         c, counters = self.config, self.counters
         raw = fields.get("r") if fields else None
@@ -340,7 +356,15 @@ class Learner:
             counters["decisions_lost"] += 1
             return
         try:
-            record = decode_decision(raw, self._features)
+            record = decode_decision(raw, self.tables)
+        except MissingFeatureTable as e:
+            if self.tables.can_load(e.version):
+                raise  # _on_decisions loads it
+            self._ack(c.decision_stream, eid)
+            counters["decisions_unresolved"] += 1
+            if counters["decisions_unresolved"] <= 10:
+                log.warning("decision log entry %s skipped: %s", eid, e)
+            return
         except (ValueError, KeyError, TypeError, IndexError) as e:
             self._ack(c.decision_stream, eid)
             counters["decisions_bad"] += 1

@@ -28,7 +28,15 @@ from bandits.policy import Policy, PolicyLoadError
 from bandits.registry import load_policy, make_policy
 from decision.catalog import Apprentice, Catalog, PolicyConfig
 from decision.learning.apprentice import Judge
-from decision.learning.examples import Actions, clip, full_support, greedy, item_examples, refused_at_commit
+from decision.feature_tables import FeatureTables
+from decision.learning.examples import (
+    LoggedDecision,
+    clip,
+    full_support,
+    greedy,
+    item_examples,
+    refused_at_commit,
+)
 from decision.learning.join import Joined
 
 log = logging.getLogger("nba.learner")
@@ -118,14 +126,18 @@ class Model:
 
 
 class Trainer:
-    def __init__(self, catalog: Catalog, *, seed: int = 0, learn_from: str | None = None) -> None:
+    def __init__(self, catalog: Catalog, *, seed: int = 0, learn_from: str | None = None,
+                 tables: FeatureTables | None = None) -> None:
         self.seed = seed
         self.learn_from = learn_from
         self.catalog = catalog
-        self.actions = Actions(catalog)
+        # the resolver whose interned Actions the learner's records hold
+        self.tables = tables if tables is not None else FeatureTables(None, catalog)
         self.models: dict[tuple[str, str], Model] = {}
         self._by_placement: dict[str, list[Model]] = {}
         self._holdout_policies: frozenset[str] = frozenset()
+        self._routes: dict[tuple[str, str, str], tuple[Model, ...]] = {}  # (placement, arm, policy) -> models
+        self._judged: frozenset[str] = frozenset()  # placements with an apprentice model
         self._learns_cache: dict[str, bool] = {}
         self.set_catalog(catalog)
 
@@ -185,29 +197,40 @@ class Trainer:
         for m in models.values():
             self._by_placement.setdefault(m.placement, []).append(m)
         self._holdout_policies = frozenset(n for n, c in catalog.policies.items() if c.kind == "uniform")
+        self._routes = {}
+        self._judged = frozenset(m.placement for m in models.values() if m.judge is not None)
         if catalog is not self.catalog:
             self.catalog = catalog
-            self.actions.set_catalog(catalog)
+            self.tables.set_catalog(catalog)
         return fresh, dropped
 
     # -- routing ---------------------------------------------------------------
 
-    def routes(self, record) -> list[Model]:
-        """The models that train on this decision."""
-        models = self._by_placement.get(record.placement)
-        if not models:
-            return []
-        placement = self.catalog.placements[record.placement]
-        if (self.learn_from or placement.learn_from) == "all_arms" or record.policy in self._holdout_policies:
-            return list(models)
-        return [m for m in models if m.arm == record.arm]
+    def routes(self, record: LoggedDecision) -> tuple[Model, ...]:
+        """The models that train on this decision (a function of its
+        placement, arm and policy under the catalog: cached)."""
+        key = (record.placement, record.arm, record.policy)
+        routes = self._routes.get(key)
+        if routes is None:
+            models = self._by_placement.get(record.placement, ())
+            if not models:
+                routes = ()
+            elif ((self.learn_from or self.catalog.placements[record.placement].learn_from) == "all_arms"
+                  or record.policy in self._holdout_policies):
+                routes = tuple(models)
+            else:
+                routes = tuple(m for m in models if m.arm == record.arm)
+            self._routes[key] = routes
+        return routes
 
-    def judges(self, record) -> list[Model]:
+    def judges(self, record: LoggedDecision) -> list[Model]:
         """Apprentice models that use this decision as evidence."""
+        if record.placement not in self._judged:
+            return []
         return [m for m in self._by_placement.get(record.placement, ())
                 if m.judge is not None and not m.graduated and (m.arm == record.arm or full_support(record))]
 
-    def wants(self, record) -> bool:
+    def wants(self, record: LoggedDecision) -> bool:
         if record.fallback or not record.items or not record.actions or refused_at_commit(record):
             return False
         return bool(self.routes(record) or self.judges(record))
@@ -220,7 +243,7 @@ class Trainer:
         placement = self.catalog.placements.get(joined.record.placement)
         bounds = placement.reward.range if placement is not None else (float("-inf"), float("inf"))
         default = joined.record.default_reward
-        return tuple(default if s is None else clip(s, bounds) for s in joined.sums)
+        return tuple([default if s is None else clip(s, bounds) for s in joined.sums])
 
     def learn(self, joined: Joined, rewards: tuple[float, ...] | None = None) -> int:
         """Train every model this decision is for; returns the examples learned."""
@@ -229,11 +252,12 @@ class Trainer:
             return 0
         if rewards is None:
             rewards = self.rewards(joined)
+        examples = item_examples(record)
+        # examples are in rank order, rewards in record.items order
         by_rank = {item.rank: rewards[n] for n, item in enumerate(record.items)}
-        actions = self.actions.of(record)
-        examples = item_examples(record, actions)
+        ex_rewards = [by_rank[ex.rank] for ex in examples]
         first = examples[0]
-        r1 = by_rank[first.rank]
+        r1 = ex_rewards[0]
 
         for m in self.judges(record):
             # progressive: the evidence uses the model before it learns this decision
@@ -244,15 +268,15 @@ class Trainer:
                 m.judge.observe_learned(pi / first.probability, r1)
 
         trained = 0
+        n = len(examples)
         for m in self.routes(record):
-            policy = m.policy
-            for ex in examples:
-                policy.learn(ex.context, ex.actions, ex.chosen, ex.probability, by_rank[ex.rank])
-            n = len(examples)
+            learn = m.policy.learn
+            for ex, reward in zip(examples, ex_rewards):
+                learn(ex.context, ex.actions, ex.chosen, ex.probability, reward)
             m.examples += n
             iv = m.interval
             iv.examples += n
-            iv.reward_sum += sum(by_rank[ex.rank] for ex in examples)
+            iv.reward_sum += sum(ex_rewards)
             if record.arm == m.arm and record.policy == m.config.name:
                 is_greedy, top = greedy(record)
                 iv.own_decisions += 1

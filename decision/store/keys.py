@@ -40,6 +40,15 @@ Service-owned keys outside a person's slot:
     nba:log:decisions      STREAM decision log (one versioned JSON record per entry)
     nba:log:rewards        STREAM reward log
     nba:catalog:version    STRING version of the catalog last loaded (info only)
+    nba:catalog:{<version>}:actions  HASH  the feature table of one catalog
+                           version: action label "offer/content@channel" ->
+                           JSON {"features", "value", "priority"}. Decision
+                           records v2 reference it instead of copying each
+                           action's features (decision/feature_tables.py).
+                           Written by the service at catalog load; expires the
+                           log retention + 1 day after the last process that
+                           used the version refreshed it, so it outlives every
+                           log row that references it
     nba:audit              STREAM audit log of admin actions (Forget): who,
                            when, why, the person's pseudonym and counts; no raw id
     nba:forgotten          ZSET   pseudonyms of forgotten persons -> epoch ms of
@@ -92,6 +101,10 @@ def decision(decision_id: str) -> str:
 
 def decision_events(decision_id: str) -> str:
     return "{d:" + decision_id + "}:e"
+
+
+def catalog_actions(catalog_version: str) -> str:
+    return "nba:catalog:{" + catalog_version + "}:actions"
 
 
 def budget_total(offer_id: str) -> str:
