@@ -176,19 +176,23 @@ class Forgetter:
 
     async def _scan_links(self, persons: set[str]) -> set[str]:
         """Identities whose `link` names one of `persons`: a full SCAN."""
+        return {k[3:-1] for k in await self._scan_hashes("{p:*}", keys.LINK, persons)}  # "{p:" + pk + "}"
+
+    async def _scan_hashes(self, match: str, field: str, wanted: set[str]) -> set[str]:
+        """Keys matching `match` (hash keys ending in "}") whose `field` is in `wanted`."""
         out: set[str] = set()
         batch: list[str] = []
 
         async def check() -> None:
             pipe = self.redis.pipeline(transaction=False)
             for k in batch:
-                pipe.hget(k, keys.LINK)
-            for k, link in zip(batch, await pipe.execute()):
-                if link in persons:
-                    out.add(k[3:-1])  # "{p:" + pk + "}"
+                pipe.hget(k, field)
+            for k, value in zip(batch, await pipe.execute()):
+                if value in wanted:
+                    out.add(k)
             batch.clear()
 
-        async for key in self.redis.scan_iter(match="{p:*}", count=BATCH, _type="hash"):
+        async for key in self.redis.scan_iter(match=match, count=BATCH, _type="hash"):
             if key.endswith("}"):
                 batch.append(key)
                 if len(batch) >= BATCH:
@@ -209,26 +213,7 @@ class Forgetter:
         return ids
 
     async def _scan_decisions(self, persons: set[str]) -> set[str]:
-        ids: set[str] = set()
-        batch: list[str] = []
-
-        async def check() -> None:
-            pipe = self.redis.pipeline(transaction=False)
-            for k in batch:
-                pipe.hget(k, "pk")
-            for k, pk in zip(batch, await pipe.execute()):
-                if pk in persons:
-                    ids.add(k[3:-1])  # "{d:" + id + "}"
-            batch.clear()
-
-        async for key in self.redis.scan_iter(match="{d:*}", count=BATCH, _type="hash"):
-            if key.endswith("}"):
-                batch.append(key)
-                if len(batch) >= BATCH:
-                    await check()
-        if batch:
-            await check()
-        return ids
+        return {k[3:-1] for k in await self._scan_hashes("{d:*}", "pk", persons)}  # "{d:" + id + "}"
 
     # --- log rows ------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from typing import Any
 from decision.catalog import Catalog
 from decision.experiments import ExperimentError
 from decision.experiments.common import (
-    describe_range, holdout_arm, iso, joined, load_catalog_opt, no_data, query, run_command)
+    describe_range, holdout_arm, iso, joined, load_catalog_opt, no_data, query, run_command, with_redis)
 from decision.experiments.data import rank1_rows, require_rows
 from decision.experiments.evaluate import evaluate
 from decision.experiments.targets import Target, load_model_file, resolve
@@ -96,12 +96,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 async def run(args: argparse.Namespace, redis=None) -> int:
-    from decision.cli import _redis
-
-    if redis is None:
-        async with _redis(args) as client:
-            return await _run(args, client)
-    return await _run(args, redis)
+    return await with_redis(_run, args, redis)
 
 
 async def _run(args: argparse.Namespace, redis) -> int:

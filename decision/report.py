@@ -34,7 +34,7 @@ import numpy as np
 from decision.catalog import Catalog, parse_duration
 from decision.experiments import ExperimentError
 from decision.experiments.common import (
-    describe_range, holdout_arm, iso, joined, load_catalog_opt, no_data, query, run_command)
+    describe_range, holdout_arm, iso, joined, load_catalog_opt, no_data, query, run_command, with_redis)
 from decision.experiments.data import rank1_rows
 from decision.experiments.evaluate import TargetResult, evaluate, observed
 from decision.experiments.targets import default_specs, resolve
@@ -555,12 +555,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 async def run(args: argparse.Namespace, redis=None) -> int:
-    from decision.cli import _redis
-
-    if redis is None:
-        async with _redis(args) as client:
-            return await _run(args, client)
-    return await _run(args, redis)
+    return await with_redis(_run, args, redis)
 
 
 async def _run(args: argparse.Namespace, redis) -> int:

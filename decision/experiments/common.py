@@ -96,6 +96,18 @@ def no_data(q: JoinQuery, result: JoinResult, placements: list[str] | None = Non
     return ExperimentError(msg)
 
 
+async def with_redis(fn: Callable[[argparse.Namespace, Any], Coroutine[Any, Any, int]], args: argparse.Namespace,
+                     redis=None) -> int:
+    """Run `fn(args, redis)` with the given client, or with the one the
+    command's --redis-url/--data-dir name (opened and closed here)."""
+    if redis is not None:
+        return await fn(args, redis)
+    from decision.cli import _redis
+
+    async with _redis(args) as client:
+        return await fn(args, client)
+
+
 def run_command(fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
     """Run an async command; ExperimentError -> `nba: message`, exit 1."""
     try:
