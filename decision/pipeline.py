@@ -90,6 +90,7 @@ class Decider:
         self.allow_as_of = allow_as_of
         self.spool = spool
         self.redis_budget_s = redis_budget_s
+        self._decisions = 0  # for sampling the per-stage latency histograms
         # Records reference their actions' features in the catalog version's
         # feature table: written at catalog load (server) and checked here
         # before each record is logged (decision/feature_tables.py).
@@ -138,14 +139,15 @@ class Decider:
         except errors.StoreUnavailable as e:
             log.warning("decide degraded: %s", e)
             decision = await self._degraded(request, catalog, placement, now)
-        metrics.DECISIONS.add(1, {"placement": placement.id, "arm": decision.arm, "fallback": decision.fallback,
-                                  "degraded": decision.degraded})
+        metrics.DECISIONS.add(1, (placement.id, decision.arm, decision.fallback, decision.degraded))
         metrics.DECIDE_DURATION.record(time.perf_counter() - started, {"placement": placement.id})
         return decision
 
     async def _decide(self, request: DecideRequest, holder: CatalogHolder, placement: Placement, now: int,
                       budget: float) -> Decision:
         catalog = holder.catalog
+        self._decisions += 1
+        sample = self._decisions % metrics.STAGE_SAMPLE == 0
         t0 = time.perf_counter()
         with span("nba.stage.identity"):
             lookup = identity.first_lookup(request)
@@ -158,7 +160,8 @@ class Decider:
                     linked = (await self.store.fetch((target,), now))[0]
             resolution = identity.resolve(request, profiles[0], linked)
         t1 = time.perf_counter()
-        metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS["identity"])
+        if sample:
+            metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS["identity"])
 
         situation = Situation(
             request=request,
@@ -176,21 +179,24 @@ class Decider:
             with span(f"nba.stage.{name}"):
                 result = stage(situation, allowed)
             t0, t1 = t1, time.perf_counter()
-            metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS[name])
+            if sample:
+                metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS[name])
             allowed = result.survivors
             removed.extend(result.removed)
         for r in removed:
-            metrics.REMOVALS.add(1, {"stage": r.stage, "offer": r.candidate.offer_id, "rule": _rule_name(r.rule)})
+            metrics.REMOVALS.add(1, (r.stage, r.candidate.offer_id, _rule_name(r.rule)))
 
         with span("nba.stage.policy"):
             outcome = policy.choose(situation, allowed, holder.book, self.rng, request.count or 1)
         t0, t1 = t1, time.perf_counter()
-        metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS["policy"])
+        if sample:
+            metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS["policy"])
 
         decision_id = new_decision_id(now)
         with span("nba.stage.commit"):
             decision = await self._commit(situation, outcome, removed, decision_id, resolution.notes, budget)
-        metrics.STAGE_DURATION.record(time.perf_counter() - t1, _STAGE_ATTRS["commit"])
+        if sample:
+            metrics.STAGE_DURATION.record(time.perf_counter() - t1, _STAGE_ATTRS["commit"])
         return decision
 
     async def _degraded(self, request: DecideRequest, catalog: Catalog, placement: Placement, now: int) -> Decision:

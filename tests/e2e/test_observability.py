@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from decision.clock import ManualClock
 from decision.logfmt import JsonFormatter
+from decision.metrics import STAGE_SAMPLE
 from decision.tracing import configure_tracing, span
 from tests.e2e.conftest import start_service
 from tests.helpers import EXAMPLES
@@ -56,7 +57,7 @@ async def test_prometheus_endpoint_exposes_decisions_stages_and_models(redis, re
     svc = await start_service(redis_url, catalog, ManualClock(ms=1_795_017_600_000), metrics_port=port)
     try:
         await svc.load_profiles()
-        for _ in range(3):
+        for _ in range(STAGE_SAMPLE):  # stage latencies are sampled: one decision in STAGE_SAMPLE
             await svc.decide("home_hero", "pid:tom")
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
