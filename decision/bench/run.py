@@ -505,20 +505,13 @@ def main(args) -> int:
     profile = PROFILES[args.profile]
     if args.population:
         profile = replace(profile, population=args.population)
-    catalog = Path(args.catalog) if args.catalog else _default_catalog()
+    from decision.server import default_catalog_path
+
+    catalog = Path(args.catalog) if args.catalog else default_catalog_path()
     out = Path(args.out) if args.out else default_out()
     return run(profile, catalog=catalog, placement=args.placement, seed=args.seed, clients=args.clients,
                pin=not args.no_pin, channels=args.channels, out=out,
                work_dir=Path(args.work_dir) if args.work_dir else None,
                log=lambda line: print(line, flush=True))
 
-
-def _default_catalog() -> Path:
-    env = os.environ.get("NBA_CATALOG")
-    if env:
-        return Path(env)
-    for candidate in (REPO_ROOT / "examples" / "catalog.yaml", Path.cwd() / "examples" / "catalog.yaml"):
-        if candidate.exists():
-            return candidate
-    return REPO_ROOT / "examples" / "catalog.yaml"
 
