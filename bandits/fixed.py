@@ -14,19 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from bandits.policy import Action, Context, Ranking, check_actions, pack, ranking, unpack
+from bandits.policy import Action, Context, FixedRule, Ranking, check_actions, ranking
 
 KIND = "fixed_priority"
 PARAMS = frozenset({"epsilon"})
 
 
-class FixedPriorityPolicy:
+class FixedPriorityPolicy(FixedRule):
     kind = KIND
-    learns = False
 
     def __init__(self, name: str = KIND, params: Mapping[str, Any] | None = None) -> None:
-        self.name = name
-        self.params: Mapping[str, Any] = dict(params or {})
+        super().__init__(name, params)
         self.epsilon = float(self.params.get("epsilon", 0.0))
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"params.epsilon: must be in [0, 1], got {self.epsilon!r}")
@@ -39,18 +37,6 @@ class FixedPriorityPolicy:
         p = np.full(n, self.epsilon / n)
         p[top] += 1.0 - self.epsilon
         return ranking(p, scores)
-
-    def learn(self, context: Context, actions: Sequence[Action], chosen: int, probability: float,
-              reward: float) -> None:
-        return None
-
-    def save(self) -> bytes:
-        return pack({"kind": KIND, "name": self.name, "params": dict(self.params)})
-
-    @classmethod
-    def load(cls, data: bytes) -> FixedPriorityPolicy:
-        header, _ = unpack(data, KIND)
-        return cls(header.get("name", KIND), header.get("params") or {})
 
     def __repr__(self) -> str:
         return f"FixedPriorityPolicy(name={self.name!r}, epsilon={self.epsilon!r})"

@@ -84,6 +84,31 @@ class Policy(Protocol):
     def load(cls, data: bytes) -> Policy: ...
 
 
+class FixedRule:
+    """Base of the policies that do not learn (uniform, fixed priority): no
+    model, so learning is a no-op and the saved bytes are the envelope of the
+    name and params alone. Subclasses set `kind` and `rank`."""
+
+    kind: str
+    learns = False
+
+    def __init__(self, name: str | None = None, params: Mapping[str, Any] | None = None) -> None:
+        self.name = name or self.kind
+        self.params: Mapping[str, Any] = dict(params or {})
+
+    def learn(self, context: Context, actions: Sequence[Action], chosen: int, probability: float,
+              reward: float) -> None:
+        return None
+
+    def save(self) -> bytes:
+        return pack({"kind": self.kind, "name": self.name, "params": dict(self.params)})
+
+    @classmethod
+    def load(cls, data: bytes):
+        header, _ = unpack(data, cls.kind)
+        return cls(header.get("name", cls.kind), header.get("params") or {})
+
+
 def ranking(probabilities: np.ndarray, scores: np.ndarray) -> Ranking:
     """A Ranking with read-only float64 arrays. Inputs must already be a
     distribution; only a drift beyond 1e-12 (VW's float32 PMF) is renormalised,
