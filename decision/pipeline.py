@@ -44,6 +44,9 @@ from decision.tracing import span
 # Redis calls of one request get this much time at most, and never more than
 # half of what is left of the caller's deadline.
 DEFAULT_REDIS_BUDGET_S = 0.05
+# An offer whose budget a reservation found spent is left out for this long,
+# then probed again (a new day, a raised budget).
+SPENT_BUDGET_MEMO_MS = 60_000
 
 log = logging.getLogger("nba.pipeline")
 
@@ -91,6 +94,7 @@ class Decider:
         self.spool = spool
         self.redis_budget_s = redis_budget_s
         self._decisions = 0  # for sampling the per-stage latency histograms
+        self._spent_budgets: dict[str, int] = {}  # offer id -> until when it is left out (ms)
         # Records reference their actions' features in the catalog version's
         # feature table: written at catalog load (server) and checked here
         # before each record is logged (decision/feature_tables.py).
@@ -171,6 +175,7 @@ class Decider:
             counted_key=resolution.counted_key,
             anonymous=resolution.anonymous,
             now_ms=now,
+            spent_budgets=self._spent(now),
         )
 
         allowed = catalog.candidates[placement.id]
@@ -198,6 +203,14 @@ class Decider:
         if sample:
             metrics.STAGE_DURATION.record(time.perf_counter() - t1, _STAGE_ATTRS["commit"])
         return decision
+
+    def _spent(self, now: int) -> frozenset[str]:
+        if not self._spent_budgets:
+            return frozenset()
+        for offer, until in list(self._spent_budgets.items()):
+            if until <= now:
+                del self._spent_budgets[offer]
+        return frozenset(self._spent_budgets)
 
     async def _degraded(self, request: DecideRequest, catalog: Catalog, placement: Placement, now: int) -> Decision:
         """The store is unreachable: serve the placement's fallback on an
@@ -241,6 +254,8 @@ class Decider:
                     kept.append(pick)
                 else:
                     metrics.RESERVATION_REFUSALS.add(1, {"offer": refusal.candidate.offer_id})
+                    if refusal.rule.startswith("budget "):
+                        self._spent_budgets[refusal.candidate.offer_id] = situation.now_ms + SPENT_BUDGET_MEMO_MS
                     removed.append(Removal(refusal.candidate, "commit", refusal.rule,
                                            "reservation refused: " + (refusal.detail or "a concurrent decision took the last slot")))
             picks = kept

@@ -28,3 +28,7 @@ class Situation:
     counted_key: str
     anonymous: bool
     now_ms: int
+    # Offers whose global budget a recent reservation found spent (the
+    # pipeline's memo, re-probed every minute): removed before the policy
+    # chooses, so the next best offer is served instead of the fallback.
+    spent_budgets: frozenset[str] = frozenset()

@@ -211,7 +211,11 @@ def apply(situation: Situation, candidates: tuple[Candidate, ...]) -> StageResul
         channel = catalog.channels.get(c.channel) or Channel(id=c.channel, outbound=True)
         reason: Removal | None = None
 
-        quiet = _quiet_verdict(situation, channel, quiet_cache)
+        if c.offer_id in situation.spent_budgets:
+            reason = Removal(c, STAGE, f"budget {c.offer_id} spent",
+                             "global budget of the offer, all persons: spent at a recent reservation")
+
+        quiet = _quiet_verdict(situation, channel, quiet_cache) if reason is None else None
         if quiet is not None:
             reason = Removal(c, STAGE, quiet[0], quiet[1])
 

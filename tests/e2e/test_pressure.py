@@ -62,6 +62,20 @@ async def test_global_budget_is_never_exceeded_across_persons(svc):
     assert sum(1 for r in resps if _got(r, "budgeted")) == 10
 
 
+async def test_a_spent_budget_is_left_out_before_the_policy_chooses(svc):
+    """Once a reservation finds the budget spent, the offer is removed at the
+    pressure stage (so the next best offer, here the fallback, is chosen and
+    nothing is refused at commit); it is probed again a minute later."""
+    await asyncio.gather(*(svc.decide("budget_spot", f"pid:p{i}") for i in range(20)))
+    resp = await svc.decide("budget_spot", "pid:p100", explain=True)
+    (row,) = [e for e in resp.explanations if e.offer_id == "budgeted"]
+    assert (row.stage, row.outcome) == ("pressure", pb.OUTCOME_REMOVED) and "spent" in row.rule
+    svc.clock.advance(minutes=2)
+    resp = await svc.decide("budget_spot", "pid:p101", explain=True)
+    (row,) = [e for e in resp.explanations if e.offer_id == "budgeted"]
+    assert (row.stage, row.outcome) == ("commit", pb.OUTCOME_RESERVATION_REFUSED)  # the probe
+
+
 async def test_dry_run_never_reserves(svc):
     for _ in range(10):
         assert _got(await svc.decide("capped_spot", "pid:p2", dry_run=True), "capped")
