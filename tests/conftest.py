@@ -3,7 +3,6 @@ the service runs) and, in tests/e2e, a real gRPC server on a local port."""
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -12,9 +11,8 @@ import pytest_asyncio
 
 from decision.store.embedded import EmbeddedRedis
 from decision.store.redis_store import connect
+from tests.helpers import EXAMPLES
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +52,35 @@ def sync_redis(redis_url):
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def catalog_file(tmp_path):
+    """The experimenters' synthetic catalog (decision/experiments/synthetic.py) on disk."""
+    from decision.experiments.synthetic import CATALOG
+
+    p = tmp_path / "catalog.yaml"
+    p.write_text(CATALOG)
+    return p
+
+
+@pytest_asyncio.fixture
+async def service(redis, redis_url, tmp_path):
+    """A real service (tests/e2e/conftest.py start_service) on the example
+    catalog (a private copy, so tests may edit it), a flushed Redis, the
+    example profiles loaded, a manual clock, and a private spool directory."""
+    import shutil
+
+    from decision.clock import ManualClock
+    from tests.e2e.conftest import start_service
+
+    catalog = tmp_path / "catalog.yaml"
+    shutil.copy(EXAMPLES / "catalog.yaml", catalog)
+    clock = ManualClock(ms=1_795_017_600_000)  # 2026-11-18 16:00 UTC: daytime in New York and Europe
+    svc = await start_service(redis_url, catalog, clock, spool_dir=tmp_path / "spool")
+    await svc.load_profiles()
+    try:
+        yield svc
+    finally:
+        await svc.channel.close()
+        await svc.app.stop()

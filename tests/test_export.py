@@ -4,7 +4,6 @@ on unchanged, CSV/Parquet with the Open Bandit Pipeline's columns)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import json
 import shutil
@@ -16,15 +15,14 @@ import vowpalwabbit
 
 from bandits.sampling import remaining
 from bandits.vw import example_text, reward_to_cost
-from decision.cli import main
 from decision.experiments.data import actions_of
-from decision.experiments.synthetic import CATALOG, START_MS, make_logs, write_logs
+from decision.experiments.synthetic import START_MS, make_logs
 from decision.export import dsjson_lines
 from decision.join import JoinQuery, join_records
 from decision.records import LoggedRemoval, RewardRecord
-from decision.store.redis_store import connect
 from tests.e2e.conftest import start_service
 from tests.helpers import EXAMPLES
+from tests.experiments import nba, write
 
 HOUR = 3_600_000
 
@@ -120,28 +118,6 @@ def test_dsjson_trains_vw_cb_adf_unchanged_and_equals_the_learners_text_examples
 
 
 # ---- nba export --------------------------------------------------------------------------
-
-@pytest.fixture
-def catalog_file(tmp_path):
-    p = tmp_path / "catalog.yaml"
-    p.write_text(CATALOG)
-    return p
-
-
-def write(redis_url, logs):
-    async def go():
-        client = connect(redis_url)
-        try:
-            await write_logs(client, logs)
-        finally:
-            await client.aclose()
-
-    asyncio.run(go())
-
-
-def nba(redis_url, catalog_file, *args):
-    return main([*args, "--redis-url", redis_url, "--catalog", str(catalog_file)])
-
 
 def test_export_csv_has_the_obp_columns(sync_redis, redis_url, catalog_file, tmp_path, capsys):
     logs = make_logs(120, seed=3, items=2, removed_every=5)

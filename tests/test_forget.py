@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 
 import grpc
 import pytest
-import pytest_asyncio
 
 from decision import cli
 from decision.clock import ManualClock
@@ -21,23 +19,9 @@ from decision.forget import ForgetOrder, Forgetter, is_forgotten
 from decision.logs import LogConfig
 from decision.nba.v1 import decision_pb2 as pb
 from decision.store import keys
-from tests.e2e.conftest import decide_request, identity, start_service
-from tests.helpers import EXAMPLES
+from tests.e2e.conftest import decide_request, identity
 
 SARAH = ("pid:sarah", "cookie:sarah-web-1", "device:sarah-iphone", "crm:C-1001")
-
-
-@pytest_asyncio.fixture
-async def service(redis, redis_url, tmp_path):
-    catalog = tmp_path / "catalog.yaml"
-    shutil.copy(EXAMPLES / "catalog.yaml", catalog)
-    svc = await start_service(redis_url, catalog, ManualClock(ms=1_795_017_600_000), spool_dir=tmp_path / "spool")
-    await svc.load_profiles()
-    try:
-        yield svc
-    finally:
-        await svc.channel.close()
-        await svc.app.stop()
 
 
 async def _all_keys(redis) -> list[str]:

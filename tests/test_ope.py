@@ -14,9 +14,9 @@ from bandits.ope import ci, diagnostics, dr, ips, snips
 from bandits.ope.reward_model import RewardModelConfig, crossfit
 from bandits.ope.types import Feedback
 from bandits.registry import make_policy
-from decision.cli import main
-from decision.experiments.synthetic import CATALOG, TRUTH, make_logs, true_value, write_logs
+from decision.experiments.synthetic import CATALOG, TRUTH, make_logs, true_value
 from decision.store.redis_store import connect
+from tests.experiments import nba, write
 
 # ---- estimators, closed form ------------------------------------------------------
 
@@ -184,28 +184,6 @@ def test_agreement_with_obp():
 
 
 # ---- nba ope on logs in the real streams ---------------------------------------------
-
-@pytest.fixture
-def catalog_file(tmp_path):
-    p = tmp_path / "catalog.yaml"
-    p.write_text(CATALOG)
-    return p
-
-
-def write(redis_url: str, logs) -> None:
-    async def go():
-        client = connect(redis_url)
-        try:
-            await write_logs(client, logs)
-        finally:
-            await client.aclose()
-
-    asyncio.run(go())
-
-
-def nba(redis_url, catalog_file, *args):
-    return main([*args, "--redis-url", redis_url, "--catalog", str(catalog_file)])
-
 
 def test_nba_ope_estimates_a_known_policy_value_on_holdout_logs(sync_redis, redis_url, catalog_file, capsys):
     logs = make_logs(2400, seed=4)

@@ -3,7 +3,6 @@ Chromium renders it."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import re
 import shutil
@@ -12,28 +11,10 @@ import subprocess
 import pytest
 
 from decision.cli import main
-from decision.experiments.synthetic import CATALOG, make_logs, write_logs
-from decision.store.redis_store import connect
+from decision.experiments.synthetic import make_logs
+from tests.experiments import write
 
 SECTIONS = ("summary", "reward-over-time", "lift", "exploration", "models", "rejections", "ope")
-
-
-@pytest.fixture
-def catalog_file(tmp_path):
-    p = tmp_path / "catalog.yaml"
-    p.write_text(CATALOG)
-    return p
-
-
-def write(redis_url, logs):
-    async def go():
-        client = connect(redis_url)
-        try:
-            await write_logs(client, logs)
-        finally:
-            await client.aclose()
-
-    asyncio.run(go())
 
 
 @pytest.fixture

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import pytest_asyncio
 from grpc_health.v1 import health_pb2_grpc
 
 from decision.clock import ManualClock
@@ -67,19 +65,3 @@ async def start_service(redis_url: str, catalog: Path, clock: ManualClock, **set
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
     return Service(app, channel, pb_grpc.DecisionServiceStub(channel), pb_grpc.AdminServiceStub(channel),
                    health_pb2_grpc.HealthStub(channel), clock, catalog)
-
-
-@pytest_asyncio.fixture
-async def service(redis, redis_url, tmp_path):
-    """The service on the example catalog (a private copy, so tests may edit
-    it), a flushed Redis, the example profiles loaded, a manual clock."""
-    catalog = tmp_path / "catalog.yaml"
-    shutil.copy(EXAMPLES / "catalog.yaml", catalog)
-    clock = ManualClock(ms=1_795_017_600_000)  # 2026-11-18 16:00 UTC: daytime in New York and Europe
-    svc = await start_service(redis_url, catalog, clock)
-    await svc.load_profiles()
-    try:
-        yield svc
-    finally:
-        await svc.channel.close()
-        await svc.app.stop()

@@ -8,32 +8,15 @@ the extreme feature values in bandits/vw.py.
 from __future__ import annotations
 
 import math
-import shutil
 
 import grpc
 import numpy as np
 import pytest
-import pytest_asyncio
 
 from bandits.policy import Action, Context
 from bandits.vw import VWPolicy
-from decision.clock import ManualClock
 from decision.store import keys
-from tests.e2e.conftest import decide_request, start_service
-from tests.helpers import EXAMPLES
-
-
-@pytest_asyncio.fixture
-async def service(redis, redis_url, tmp_path):
-    catalog = tmp_path / "catalog.yaml"
-    shutil.copy(EXAMPLES / "catalog.yaml", catalog)
-    svc = await start_service(redis_url, catalog, ManualClock(ms=1_795_017_600_000), spool_dir=tmp_path / "spool")
-    await svc.load_profiles()
-    try:
-        yield svc
-    finally:
-        await svc.channel.close()
-        await svc.app.stop()
+from tests.e2e.conftest import decide_request
 
 
 async def _code(call) -> grpc.StatusCode:
