@@ -33,6 +33,8 @@ from decision.service import AdminServicer, DecisionServicer, add_to_server
 from decision.store import keys
 from decision.store.embedded import DEFAULT_DATA_DIR, EmbeddedRedis
 from decision.store.redis_store import RedisProfileStore, connect
+from decision.store.resp import hot_client
+from decision import tracing
 from decision.tls import ServerTls, add_port
 
 log = logging.getLogger("nba.server")
@@ -92,6 +94,9 @@ class Settings:
     # --- security (docs/SECURITY.md): both off by default (plain local mode)
     tls: ServerTls | None = None
     tokens: TokenBook | None = None
+    # The request path's Redis client: the pipelining hiredis one
+    # (decision/store/resp.py) for unix:// and redis:// URLs, else redis-py.
+    fast_redis: bool = True
 
 
 class Health(health.aio.HealthServicer):
@@ -147,16 +152,20 @@ class App:
             url = self.embedded.url
             log.info("embedded Redis-compatible server on %s (data dir %s)", url, s.data_dir)
         self.redis = connect(url)
+        # Decide and Reward: 2-4 round trips each, on the cheaper client
+        self.hot = hot_client(url, self.redis, enabled=s.fast_redis)
+        tracing.refresh()
         await self._wait_for_redis()
         await self.redis.set(keys.CATALOG_VERSION, catalog.version)
         self.spool = Spool(s.spool_dir or (s.data_dir / "spool"))
         rng = np.random.default_rng(s.seed)
         self.holder = CatalogHolder(catalog, PolicyBook.from_catalog(catalog, seed=s.seed or 0))
         self.logs = Logs(self.redis, s.log_config)
+        hot_logs = Logs(self.hot, s.log_config)
         self.decider = Decider(
-            redis=self.redis,
-            store=RedisProfileStore(self.redis),
-            logs=self.logs,
+            redis=self.hot,
+            store=RedisProfileStore(self.hot),
+            logs=hot_logs,
             holder=self.holder,
             clock=self.clock,
             pseudonymizer=await Pseudonymizer.from_env_or_redis(self.redis),
@@ -166,7 +175,7 @@ class App:
             redis_budget_s=s.redis_budget_s,
         )
         await self.decider.tables.publish(catalog)  # feature table: decision records v2 reference it
-        self.rewards = Rewards(self.redis, self.logs, self.clock, self.spool)
+        self.rewards = Rewards(self.hot, hot_logs, self.clock, self.spool)
         # --- learning loop (decision/models.py): serve the learner's snapshots from the first request on
         from decision.models import ModelWatcher
 
@@ -333,6 +342,8 @@ class App:
             except Exception:  # noqa: BLE001
                 log.warning("spool kept on disk for the next start (%d entries)", self.spool.pending())
         if hasattr(self, "redis"):
+            if self.hot is not self.redis:
+                await self.hot.aclose()
             await self.redis.aclose()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 import redis.asyncio as aioredis
 
 from decision.domain import Event, Exposure, Profile, Value
+from decision.records import loads
 from decision.store import keys
 
 # How far back the service reads events and exposures, and how many events.
@@ -45,7 +46,7 @@ def parse_value(raw: str) -> Value:
     """Attribute values are JSON when they parse, plain strings otherwise."""
     if raw[:1] in "-0123456789tfn[\"{" and raw:
         try:
-            v = json.loads(raw)
+            v = loads(raw)
         except ValueError:
             return raw
         if isinstance(v, (bool, int, float, str)):
@@ -58,7 +59,7 @@ def parse_value(raw: str) -> Value:
 
 def parse_event(member: str, score: float) -> Event | None:
     try:
-        d = json.loads(member)
+        d = loads(member)
         value = d.get("value")
         return Event(
             type=str(d["type"]),
