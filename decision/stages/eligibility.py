@@ -25,29 +25,46 @@ def _label(owner: str, rule: Rule) -> str:
     return f"{owner}: {' '.join(rule.text.split())}"
 
 
+# (id(candidate), placement id) -> (catalog version, candidate, its rules as
+# (owner, rule)): static per catalog version, built once. The entry keeps
+# its candidate alive, so the id stays its own.
+_PLANS: dict[tuple[int, str], tuple[str, Candidate, tuple[tuple[str, Rule], ...]]] = {}
+_PLANS_LIMIT = 100_000
+
+
+def _plan(catalog, placement, c: Candidate) -> tuple[tuple[str, Rule], ...]:
+    key = (id(c), placement.id)
+    hit = _PLANS.get(key)
+    if hit is not None and hit[1] is c and hit[0] == catalog.version:
+        return hit[2]
+    offer = catalog.offers[c.offer_id]
+    content = catalog.contents.get(c.content_id)
+    plan = []
+    if placement.eligibility is not None:
+        plan.append((f"placement {placement.id}", placement.eligibility))
+    if offer.eligibility is not None:
+        plan.append((f"offer {offer.id}", offer.eligibility))
+    if content is not None and content.eligibility is not None:
+        plan.append((f"content {content.id}", content.eligibility))
+    if len(_PLANS) >= _PLANS_LIMIT:
+        _PLANS.clear()
+    _PLANS[key] = (catalog.version, c, tuple(plan))
+    return tuple(plan)
+
+
 def apply(situation: Situation, candidates: tuple[Candidate, ...]) -> StageResult:
     catalog = situation.catalog
     placement = situation.placement
     # Each candidate's rules as (owner, rule), and the distinct compiled rules.
-    plans: list[tuple[tuple[str, Rule], ...]] = []
+    plans = [_plan(catalog, placement, c) for c in candidates]
     programs: dict[int, CompiledRule | RuleError] = {}
-    for c in candidates:
-        offer = catalog.offers[c.offer_id]
-        content = catalog.contents.get(c.content_id)
-        plan = []
-        if placement.eligibility is not None:
-            plan.append((f"placement {placement.id}", placement.eligibility))
-        if offer.eligibility is not None:
-            plan.append((f"offer {offer.id}", offer.eligibility))
-        if content is not None and content.eligibility is not None:
-            plan.append((f"content {content.id}", content.eligibility))
+    for plan in plans:
         for _, rule in plan:
             if id(rule) not in programs:
                 try:
                     programs[id(rule)] = compiled(rule)
                 except RuleError as e:
                     programs[id(rule)] = e
-        plans.append(tuple(plan))
     if not programs:
         return StageResult(candidates)
 

@@ -17,7 +17,7 @@ from bandits.policy import Action, Context
 from bandits.sampling import choose_slate
 from decision.features import action_features, shared_features
 from decision.policies import PolicyBook
-from decision.catalog import Arm
+from decision.catalog import Arm, Catalog
 from decision.domain import Candidate
 from decision.stages import Situation
 
@@ -62,25 +62,38 @@ def pick_arm(situation: Situation, rng: np.random.Generator) -> tuple[Arm, str]:
     return next(a for a in arms if a.name == name), assignment
 
 
+# id(candidate) -> (catalog version, candidate, its Action). The catalog's
+# Candidate objects reach this stage themselves, so each candidate's Action
+# is built once per catalog version and the same object comes back on every
+# request (the VW policy caches its example text by Action identity). The
+# entry keeps its candidate alive, so the id stays its own.
+_ACTIONS: dict[int, tuple[str, Candidate, Action]] = {}
+_ACTIONS_LIMIT = 100_000
+
+
+def action_of(catalog: Catalog, c: Candidate) -> Action:
+    hit = _ACTIONS.get(id(c))
+    if hit is not None and hit[1] is c and hit[0] == catalog.version:
+        return hit[2]
+    offer = catalog.offers[c.offer_id]
+    action = Action(id=c.label, features=action_features(catalog, c), value=offer.value,
+                    priority=offer.priority, group=c.offer_id)
+    if len(_ACTIONS) >= _ACTIONS_LIMIT:
+        _ACTIONS.clear()
+    _ACTIONS[id(c)] = (catalog.version, c, action)
+    return action
+
+
 def choose(situation: Situation, allowed: tuple[Candidate, ...], book: PolicyBook,
            rng: np.random.Generator, count: int) -> PolicyOutcome:
     arm, assignment = pick_arm(situation, rng)
     policy = book.get(situation.placement.id, arm.name)
     catalog = situation.catalog
     shared = shared_features(situation.profile, situation.request.context, situation.now_ms)
-    feats = tuple(action_features(catalog, c) for c in allowed)
     if not allowed:
         return PolicyOutcome(arm.name, policy.name, policy.version, assignment, shared, (), (), (), (), ())
-    actions = [
-        Action(
-            id=c.label,
-            features=f,
-            value=catalog.offers[c.offer_id].value,
-            priority=catalog.offers[c.offer_id].priority,
-            group=c.offer_id,
-        )
-        for c, f in zip(allowed, feats)
-    ]
+    actions = tuple([action_of(catalog, c) for c in allowed])
+    feats = tuple([a.features for a in actions])
     context = Context(shared)
     first = policy.rank(context, actions)
     slate = choose_slate(policy, context, actions, count, rng, first=first)
