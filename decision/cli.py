@@ -43,6 +43,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from decision import errors
     from decision.server import Settings, serve
 
+    if args.workers < 1:
+        print(f"nba: --workers: at least 1 (got {args.workers})", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        from decision.supervisor import run as run_workers
+
+        return run_workers(args.argv, workers=args.workers, host=args.host, port=args.port,
+                           metrics_port=args.metrics_port, data_dir=Path(args.data_dir),
+                           redis_url=os.environ.get("REDIS_URL") or None)
     settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), allow_as_of=args.allow_as_of,
                         seed=args.seed, metrics_port=args.metrics_port, redis_budget_s=args.redis_budget_ms / 1000)
     if args.otlp_endpoint:
@@ -51,6 +60,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         configure_tracing(otlp_endpoint=args.otlp_endpoint)
     if args.catalog:
         settings.catalog = Path(args.catalog)
+    if args.worker is not None:  # one of `nba serve --workers N` (decision/supervisor.py)
+        from decision.supervisor import die_with_parent
+
+        die_with_parent()
+        if args.worker > 0:  # a spool file is one process's; worker 0 keeps the data dir's own
+            settings.spool_dir = Path(args.data_dir) / f"spool-worker-{args.worker}"
     status = _apply_security(args, settings)  # security: TLS, tokens, log retention
     if status:
         return status
@@ -478,8 +493,51 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from decision.bench.run import main as bench_main
+    from decision.bench.run import parse_phases
 
+    try:
+        if args.phases is not None:
+            args.phases = parse_phases(args.phases)
+        for option in ("workers", "candidates", "profile_sizes"):
+            setattr(args, option, _counts(option, getattr(args, option)))
+        for option in ("rate", "soak_minutes"):
+            setattr(args, option, _positive(option, getattr(args, option)))
+        args.learner_decisions = _counts("learner_decisions", args.learner_decisions, one=True)
+    except ValueError as e:
+        print(f"nba bench: {e}", file=sys.stderr)
+        return 2
     return bench_main(args)
+
+
+def _option(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _counts(dest: str, text: str | None, one: bool = False):
+    """`1,2,4` -> (1, 2, 4); every number a whole number >= 1 (one only with `one`)."""
+    if text is None:
+        return None
+    parts = [text] if one else text.split(",")
+    try:
+        values = tuple(int(x.replace("_", "")) for x in parts)
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        what = "a whole number of at least 1" if one else "whole numbers of at least 1, separated by commas"
+        raise ValueError(f"{_option(dest)}: expected {what} (got {text!r})")
+    return values[0] if one else values
+
+
+def _positive(dest: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{_option(dest)}: expected a number above 0 (got {text!r})")
+    return value
 
 
 # --- parser ------------------------------------------------------------------
@@ -504,6 +562,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time budget of a Decide's Redis calls before it degrades to the fallback")
     s.add_argument("--otlp-endpoint", default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
                    help="send traces (and metrics) with OTLP/gRPC; needs the [otlp] extra")
+    s.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="N service processes on the same port (SO_REUSEPORT), one core each; worker i serves "
+                        "metrics on the metrics port + i (decision/supervisor.py)")
+    s.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # its index, set by the supervisor
     sec = s.add_argument_group("security (see docs/SECURITY.md; all off by default)")
     sec.add_argument("--tls-cert", metavar="PEM", default=os.environ.get("NBA_TLS_CERT"),
                      help="server certificate chain: serve TLS only (NBA_TLS_CERT)")
@@ -645,7 +707,9 @@ def build_parser() -> argparse.ArgumentParser:
     # --- end learning loop
 
     b = sub.add_parser("bench", help="Decide latency and throughput against the floor (docs/BENCHMARKS.md)")
-    b.add_argument("--profile", choices=("smoke", "small", "full"), default="small")
+    b.add_argument("--profile", choices=("smoke", "small", "full", "soak"), default="small",
+                   help="smoke: seconds, every phase tiny (CI); small: minutes; full: long; soak: Decide's maximum, "
+                        "then 10 minutes at half of it with the service's RSS sampled")
     b.add_argument("--out", help="JSON results (default: bench-results/<timestamp>.json)")
     b.add_argument("--catalog", help="catalog YAML (default: NBA_CATALOG or examples/catalog.yaml)")
     b.add_argument("--placement", help="placement to decide for (default: the catalog's first)")
@@ -655,12 +719,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--channels", type=int, default=1, help="gRPC connections per load generator process")
     b.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     b.add_argument("--work-dir", help="keep the Redis data and server logs here (default: a temp dir, removed)")
+    b.add_argument("--phases", metavar="LIST",
+                   help="comma-separated, run in this order: echo, decide, half, reward, soak, candidates, profiles, "
+                        "scaling, learner; or all (default: the profile's; all but soak in small)")
+    b.add_argument("--rate", metavar="RPS", help="the one rate of the soak and the candidates and profiles sweeps "
+                                                 "(default: half of Decide's maximum)")
+    b.add_argument("--candidates", metavar="LIST", help="candidate counts of the candidates sweep (default 10,20,200)")
+    b.add_argument("--profile-sizes", metavar="LIST",
+                   help="populations of the profiles sweep (default 1000,10000,100000; full adds 1000000)")
+    b.add_argument("--workers", metavar="LIST",
+                   help="service process counts of the scaling phase (default 1,2,4... up to the cores)")
+    b.add_argument("--learner-decisions", metavar="N", help="decisions of the learner benchmark (default 20000)")
+    b.add_argument("--soak-minutes", metavar="MIN", help="length of the memory soak; adds the soak phase")
     b.set_defaults(func=cmd_bench)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `serve --workers N` starts N of itself
     from decision.logfmt import configure_logging
 
     configure_logging(os.environ.get("NBA_LOG_FORMAT", args.log_format), logging.DEBUG if args.verbose else logging.INFO)

@@ -2,9 +2,10 @@
 
 The same pipelined round trip RedisProfileStore.fetch sends for one person
 (HGETALL profile, ZREVRANGEBYSCORE events with a limit, ZRANGEBYSCORE
-exposures, HGETALL positive rewards), from the same asyncio client the
-service builds (`connect`: hiredis parser, str replies, the same pool), over
-the embedded server's unix socket. The replies are not turned into a Profile:
+exposures, HGETALL positive rewards), from the same client the service's
+request path uses (`hot_client`: the pipelining hiredis client of
+decision/store/resp.py for unix:// and redis:// URLs), over the embedded
+server's unix socket. The replies are not turned into a Profile:
 that parsing is the service's work, and belongs to Decide's figure, not the
 floor's.
 
@@ -17,11 +18,13 @@ import time
 
 from decision.store import keys
 from decision.store.redis_store import EVENT_HORIZON_MS, EXPOSURE_HORIZON_MS, MAX_EVENTS, connect
+from decision.store.resp import hot_client
 
 
 class ProfileRead:
     def __init__(self, url: str) -> None:
-        self.redis = connect(url)
+        self._fallback = connect(url)
+        self.redis = hot_client(url, self._fallback)
 
     async def read(self, pk: str) -> list:
         now_ms = int(time.time() * 1000)
@@ -34,4 +37,6 @@ class ProfileRead:
         return await pipe.execute()
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        if self.redis is not self._fallback:
+            await self.redis.aclose()
+        await self._fallback.aclose()

@@ -35,6 +35,7 @@ from typing import Awaitable, Callable
 import numpy as np
 
 DECIDE_METHOD = "/nba.v1.DecisionService/Decide"
+REWARD_METHOD = "/nba.v1.DecisionService/Reward"
 
 OK = 0
 # Non-gRPC outcomes get negative codes; gRPC status codes keep their numbers.
@@ -43,8 +44,10 @@ NO_REPLY = -2  # still unanswered when the step's drain deadline passed
 STATUS_NAMES = {GENERATOR_CAP: "GENERATOR_CAP", NO_REPLY: "NO_REPLY"}
 # What an OK Decide answered (see Target.inspect_decide). DEGRADED: the
 # service could not reach its state store in time and served the fallback
-# without deciding (arm "degraded").
-FALLBACK, EMPTY, DEGRADED = 1, 2, 3
+# without deciding (arm "degraded"); for a Reward, it kept the event in its
+# spool instead of counting it (`deferred`). DUPLICATE: a Reward whose event
+# id had been counted before.
+FALLBACK, EMPTY, DEGRADED, DUPLICATE = 1, 2, 3, 4
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -55,8 +58,9 @@ class Target:
     payloads: tuple[bytes, ...]  # serialised requests (grpc) or person keys (redis), used in turn, cyclically
     method: str = DECIDE_METHOD
     channels: int = 1  # grpc channels (HTTP/2 connections) per worker
-    # Parse each reply as a DecideResponse and note fallbacks: a degraded
-    # service can answer OK, fast, with its fallback offer.
+    # Parse each reply (a DecideResponse, or a RewardAck for REWARD_METHOD)
+    # and note fallbacks: a degraded service can answer OK, fast, with its
+    # fallback offer, or defer a reward to its spool.
     inspect_decide: bool = True
 
 
@@ -94,11 +98,14 @@ class _Caller:
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self._parse = None
+        self._parse = self._reward = None
         if target.kind == "grpc" and target.inspect_decide:
             from decision.nba.v1 import decision_pb2 as pb
 
-            self._parse = pb.DecideResponse.FromString
+            if target.method == REWARD_METHOD:
+                self._reward = pb.RewardAck.FromString
+            else:
+                self._parse = pb.DecideResponse.FromString
         self.names: dict[int, str] = dict(STATUS_NAMES)
         self.examples: dict[str, str] = {}  # status name -> the first error message seen
         self._exc_codes: dict[str, int] = {}
@@ -143,7 +150,11 @@ class _Caller:
         return self._exc_codes[name]
 
     def inspect(self, reply) -> int:
-        """0 for a decision, else DEGRADED, FALLBACK or EMPTY."""
+        """0 for a decision, else DEGRADED, FALLBACK or EMPTY; for a
+        reward, 0 when counted, else DEGRADED (deferred) or DUPLICATE."""
+        if self._reward is not None:
+            ack = self._reward(reply)
+            return DEGRADED if ack.deferred else DUPLICATE if ack.duplicate else 0
         if self._parse is None:
             return 0
         resp = self._parse(reply)
@@ -369,6 +380,11 @@ class LoadGenerator:
             _, pid = conn.recv()
             self.pids.append(pid)
 
+    @property
+    def payloads_used(self) -> int:
+        """Requests sent so far, all steps; past len(target.payloads) they repeat."""
+        return self._next_payload
+
     def run(self, step: Step, lead_s: float = 0.3) -> StepSamples:
         workers = len(self._conns)
         start_ns = time.monotonic_ns() + int(lead_s * 1e9)
@@ -465,8 +481,22 @@ def summarize(s: StepSamples) -> dict:
         "degraded_answers": int((s.kind[ok] == DEGRADED).sum()),
         "fallback_answers": int((s.kind[ok] == FALLBACK).sum()),
         "empty_answers": int((s.kind[ok] == EMPTY).sum()),
+        "duplicate_answers": int((s.kind[ok] == DUPLICATE).sum()),
         "generator_cap_hits": int((s.status == GENERATOR_CAP).sum()),
         "generator_workers": s.workers,
         "generator_cpu_s": s.generator_cpu_s,
         "wall_s": s.wall_s,
     }
+
+
+def p99_parts(s: StepSamples, parts: int = 2) -> list[float]:
+    """The p99 of each of `parts` equal slices of the measured window (by
+    scheduled time): how far a p99 of this length moves on its own."""
+    w0, w1 = int(s.step.warmup_s * 1e9), int(s.step.duration_s * 1e9)
+    out = []
+    for k in range(parts):
+        lo, hi = w0 + (w1 - w0) * k // parts, w0 + (w1 - w0) * (k + 1) // parts
+        keep = (s.scheduled >= lo) & (s.scheduled < hi) & (s.status == OK)
+        lat = (s.done[keep] - s.scheduled[keep]) / 1e6
+        out.append(float(np.percentile(lat, 99)) if lat.size else float("nan"))
+    return out

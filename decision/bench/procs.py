@@ -29,10 +29,25 @@ class CpuLayout:
     generators: list[list[int] | None]  # one entry per load generator process
     note: str  # what shares which core, in words, for the report
     pinned: bool = True
+    cpus: list[int] | None = None  # every core this run may use
 
     def as_dict(self) -> dict:
         return {"server": self.server, "redis": self.redis, "generators": self.generators,
-                "pinned": self.pinned, "note": self.note}
+                "pinned": self.pinned, "note": self.note, "cpus": self.cpus}
+
+    def worker_cpus(self, workers: int) -> list[list[int] | None]:
+        """A core for each of `workers` service processes: the server's core
+        first, then cores nobody else uses, then the generators' cores, the
+        Redis core last (on 2 cores: cpu 0, then the core shared with Redis
+        and the generator)."""
+        if not self.pinned or not self.cpus:
+            return [None] * workers
+        taken = [c for g in self.generators for c in (g or [])]
+        order = list(self.server or [])
+        order += [c for c in self.cpus if c not in order and c not in taken and c not in (self.redis or [])]
+        order += [c for c in dict.fromkeys(taken) if c not in order and c not in (self.redis or [])]
+        order += [c for c in (self.redis or []) if c not in order]
+        return [[order[i % len(order)]] for i in range(workers)]
 
 
 def cpu_layout(clients: int | None = None, pin: bool = True) -> CpuLayout:
@@ -48,7 +63,7 @@ def cpu_layout(clients: int | None = None, pin: bool = True) -> CpuLayout:
         workers = clients or 1
         why = "pinning disabled" if not pin else "a single core: every process shares it"
         return CpuLayout(None, None, [None] * workers,
-                         f"not pinned ({why}); the OS scheduler places all processes", pinned=False)
+                         f"not pinned ({why}); the OS scheduler places all processes", pinned=False, cpus=cpus)
     server, redis = [cpus[0]], [cpus[1]]
     spare = cpus[2:]
     if not spare:
@@ -56,13 +71,13 @@ def cpu_layout(clients: int | None = None, pin: bool = True) -> CpuLayout:
         return CpuLayout(server, redis, [redis] * workers,
                          f"2 cores: cpu {cpus[0]} runs the server under test alone (echo, nba serve, or the "
                          f"Redis floor's client); cpu {cpus[1]} is shared by the Redis server and "
-                         f"{workers} load generator process(es), and the bench's own parent process")
+                         f"{workers} load generator process(es), and the bench's own parent process", cpus=cpus)
     workers = clients or len(spare)
     gens = [[spare[i % len(spare)]] for i in range(workers)]
     return CpuLayout(server, redis, gens,
                      f"{n} cores: cpu {cpus[0]} runs the server under test alone; cpu {cpus[1]} runs the Redis "
                      f"server; cpus {', '.join(map(str, spare))} run {workers} load generator process(es) "
-                     f"and the bench's parent process")
+                     f"and the bench's parent process", cpus=cpus)
 
 
 def _pin(cpus: list[int] | None):
@@ -210,15 +225,61 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def nba_serve(cpus: list[int] | None, data_dir: Path, catalog: Path, seed: int, log_path: Path) -> Child:
+def nba_serve(cpus: list[int] | None, data_dir: Path, catalog: Path, seed: int, log_path: Path,
+              workers: int = 1) -> Child:
     """`nba serve` on a free port, sharing the data dir's embedded server.
 
     Its metrics endpoint stays on, as it is by default, on a free port: the
-    instruments it feeds are part of what a Decide costs."""
+    instruments it feeds are part of what a Decide costs. With `workers` > 1,
+    `nba serve --workers N`: it is ready when it says all N serve."""
     args = [sys.executable, "-m", "decision.cli", "serve", "--port", "0", "--data-dir", str(data_dir),
             "--catalog", str(catalog), "--seed", str(seed), "--metrics-port", str(free_port())]
+    ready = r"serving on [^\s:]+:(\d+)"
+    if workers > 1:
+        args += ["--workers", str(workers)]
+        ready += r" with \d+ workers"
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    return Child("nba serve", args, cpus, re.compile(r"serving on [^\s:]+:(\d+)"), log_path, env=env)
+    return Child("nba serve", args, cpus, re.compile(ready), log_path, env=env)
+
+
+def connections(pid: int, port: int) -> int:
+    """Established TCP connections on local `port` held by process `pid` (Linux)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return 0
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if len(f) > 9 and f[3] == "01" and int(f[1].rsplit(":", 1)[1], 16) == port and f[9] in inodes:
+                count += 1
+    return count
+
+
+def children(pid: int | None) -> list[int]:
+    """The child processes of `pid` (Linux), by pid."""
+    if pid is None:
+        return []
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        pass
+    return sorted(set(out))
 
 
 def embedded_redis(data_dir: Path, cpus: list[int] | None) -> EmbeddedRedis:

@@ -6,22 +6,21 @@
 3. The service, `nba serve` joined to that data dir: the same for Decide.
 4. At half of Decide's maximum rate: echo, Floor B (the Redis read) and
    Decide again, one after the other, for the latency comparison.
+5. Reward's maximum, against the same service (decision/bench/rewards.py).
+6. The memory soak: Decide at one rate for minutes, RSS sampled (soak.py).
+7. The candidates sweep: 10, 20, 200 candidates at one rate (candidates.py).
+8. The profiles sweep: 1,000 to 1,000,000 people in Redis (profiles_sweep.py).
+9. Scaling: Decide's maximum with 1, 2, ... service processes (scaling.py).
+10. The learner's own benchmark (learner.py).
 
-A step is *sustained* when the answers that arrived in its window reach 95%
-of the offered rate; at most 0.1% of requests fail or come back degraded
-(the service served its fallback without deciding); and its p50 and p99 stay
-within P50_GROWTH and P99_GROWTH times the lowest p50 and p99 of the
-sustained steps before it (a queue that grows shows in the p50 first). The
-maximum sustainable rate is the highest sustained step found by stepping the
-rate up geometrically, then bisecting between the last sustained and the
-first failed step. Before every step the bench waits until the server under
-test and Redis are idle again, so that one step's backlog (an overloaded
-service spools and replays) is not measured in the next.
+Phases 5-10 are issue 7's other targets; `--phases` picks which run. The
+"one rate" of phases 6-8 is half of Decide's maximum when phase 3 ran, else
+the profile's default, or `--rate`. How a step is run and judged is in
+decision/bench/measure.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import importlib.metadata
@@ -31,29 +30,24 @@ import platform
 import subprocess
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from decision.bench import population, procs, report
-from decision.bench.loadgen import LoadGenerator, Step, StepSamples, Target, summarize
+from decision.bench import candidates, learner, population, procs, profiles_sweep, report, rewards, scaling, soak
+from decision.bench.loadgen import LoadGenerator, StepSamples, Target
+from decision.bench.measure import (IDLE_CPU, MAX_ERROR_RATE, MIN_ACHIEVED, P50_GROWTH, P99_GROWTH, WARMUP, Measure,
+                                    Search, warmup_step)
+from decision.bench.redisops import run_async as _run_async
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MIN_ACHIEVED = 0.95
-MAX_ERROR_RATE = 0.001
-P50_GROWTH = 5.0
-P99_GROWTH = 25.0  # generous: a gen-2 GC pause of the service alone can make a p99 10x its best
-IDLE_CPU = 0.15  # the machine is idle below this many cores busy, all processes together
-WARMUP = "  (warm-up step, not reported)"
 
-
-@dataclass(frozen=True)
-class Search:
-    start_rps: float
-    growth: float  # next rate = rate x growth while steps are sustained
-    max_steps: int  # upward steps at most
-    refine: int  # bisection steps between the last sustained and the first failed rate
+# Every phase, in the order it runs; the JSON key of its results.
+PHASES = {"echo": "floor_echo", "decide": "decide", "half": "half_rate", "reward": "reward", "soak": "soak",
+          "candidates": "candidates", "profiles": "profiles_sweep", "scaling": "scaling", "learner": "learner"}
+ALL_BUT_SOAK = tuple(p for p in PHASES if p != "soak")
 
 
 @dataclass(frozen=True)
@@ -62,7 +56,7 @@ class Profile:
     population: int
     step_s: float  # one step of the search, warm-up included
     warmup_s: float
-    half_s: float  # each measurement at half of Decide's maximum
+    half_s: float  # each measurement at half of Decide's maximum (and each one of the sweeps)
     half_warmup_s: float
     echo: Search
     decide: Search
@@ -70,143 +64,52 @@ class Profile:
     cooldown_s: float = 1.0
     quiesce_max_s: float = 30.0  # longest wait for an idle machine before a step
     notes: str = ""
+    phases: tuple[str, ...] = ALL_BUT_SOAK
+    fixed_rate: float | None = None  # the one rate of the soak and the sweeps (--rate); default: half of Decide's max
+    default_rate: float = 100.0  # ... when Decide's maximum was not measured
+    reward: Search = Search(100, 1.5, 10, 2)  # starts at half of Decide's maximum when that is known
+    candidates: tuple[int, ...] = (10, 20, 200)
+    profile_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    workers: tuple[int, ...] | None = None  # default: 1, 2, 4 ... up to the cores
+    scaling: Search = Search(100, 1.25, 8, 2)  # starts at 0.6 x N x Decide's maximum when that is known
+    learner_decisions: int = 20_000
+    learner_timeout_s: float = 900.0
+    soak_s: float = 600.0  # measured, after soak_warmup_s
+    soak_warmup_s: float = 60.0
+    soak_every_s: float = 10.0
 
 
 PROFILES = {
     "smoke": Profile("smoke", population=200, step_s=1.2, warmup_s=0.4, half_s=1.5, half_warmup_s=0.5,
                      echo=Search(200, 2.0, 1, 0), decide=Search(100, 2.0, 1, 0), cooldown_s=0.2, quiesce_max_s=1.0,
-                     notes="checks that every part runs; the figures mean nothing"),
+                     notes="checks that every part runs; the figures mean nothing",
+                     phases=tuple(PHASES), default_rate=50.0, reward=Search(100, 2.0, 1, 0), candidates=(10, 200),
+                     profile_sizes=(1_000, 2_000), workers=(1, 2), scaling=Search(50, 2.0, 1, 0),
+                     learner_decisions=500, learner_timeout_s=300.0, soak_s=2.0, soak_warmup_s=1.0,
+                     soak_every_s=0.5),
     "small": Profile("small", population=10_000, step_s=3.0, warmup_s=1.0, half_s=8.0, half_warmup_s=2.0,
                      echo=Search(1000, 1.5, 8, 2), decide=Search(100, 1.6, 10, 2)),
     "full": Profile("full", population=100_000, step_s=10.0, warmup_s=2.0, half_s=30.0, half_warmup_s=5.0,
                     echo=Search(1000, 1.25, 14, 3), decide=Search(100, 1.25, 20, 3), timeout_s=5.0,
-                    cooldown_s=2.0, quiesce_max_s=60.0,
-                    notes="the 10/20/200-candidate variants of issue 7 are not in yet"),
+                    cooldown_s=2.0, quiesce_max_s=60.0, phases=tuple(PHASES), reward=Search(100, 1.25, 20, 3),
+                    profile_sizes=(1_000, 10_000, 100_000, 1_000_000), scaling=Search(100, 1.15, 12, 3),
+                    learner_decisions=100_000),
+    # Issue 7's memory target alone: Decide's maximum, then 10 minutes at half of it.
+    "soak": Profile("soak", population=100_000, step_s=3.0, warmup_s=1.0, half_s=8.0, half_warmup_s=2.0,
+                    echo=Search(1000, 1.5, 8, 2), decide=Search(100, 1.6, 10, 2), phases=("decide", "soak")),
 }
 
 
-def _warmup_step(p: Profile) -> tuple[float, float]:
-    """Duration and warm-up of a step that only warms a server up."""
-    return max(1.0, p.step_s / 2), min(p.warmup_s, 0.5)
-
-
-def sustained(s: dict, best: dict[str, float] | None) -> tuple[bool, str]:
-    """Whether a step's figures show a server that keeps up, and if not why.
-    `best`: the lowest p50 and p99 of the sustained steps before it."""
-    if s["requests"] == 0:
-        return False, "no requests"
-    if s["achieved_rps"] < MIN_ACHIEVED * s["offered_rps"]:
-        return False, f"achieved < {MIN_ACHIEVED:.0%} of offered"
-    failed = s["error_count"] + s.get("degraded_answers", 0)
-    if failed > MAX_ERROR_RATE * s["requests"]:
-        return False, f"{s['error_count']} errors, {s.get('degraded_answers', 0)} degraded"
-    for key, growth in (("p50", P50_GROWTH), ("p99", P99_GROWTH)):
-        v = s["latency_ms"][key]
-        if best is not None and v > growth * best[key]:
-            return False, f"{key} {v:.1f} ms > {growth:g}x {best[key]:.2f}"
-    return True, "sustained"
-
-
-class Measure:
-    """Runs steps against one target and adds what the server spent."""
-
-    def __init__(self, name: str, gen: LoadGenerator, server_pid: int | None, redis_pid: int | None,
-                 profile: Profile, log=print) -> None:
-        self.name, self.gen, self.server_pid, self.redis_pid = name, gen, server_pid, redis_pid
-        self.profile, self.log = profile, log
-        self._told_busy = False
-
-    def step(self, rate: float, duration_s: float, warmup_s: float, label: str = "") -> tuple[dict, StepSamples]:
-        p = self.profile
-        step = Step(rate=float(rate), duration_s=duration_s, warmup_s=warmup_s, timeout_s=p.timeout_s)
-        waited, idle = self.quiesce()
-        gens = [procs.cpu_seconds(pid) for pid in self.gen.pids]
-        (busy0, steal0), me0 = procs.system_cpu(), time.process_time()
-        srv0, red0, t0 = procs.cpu_seconds(self.server_pid), procs.cpu_seconds(self.redis_pid), time.monotonic()
-        samples = self.gen.run(step)
-        wall = time.monotonic() - t0
-        srv, red = procs.cpu_seconds(self.server_pid) - srv0, procs.cpu_seconds(self.redis_pid) - red0
-        (busy1, steal1), me = procs.system_cpu(), time.process_time() - me0
-        gen = sum(procs.cpu_seconds(pid) - g for pid, g in zip(self.gen.pids, gens))
-        ours = me + gen + red + (srv if self.server_pid not in self.gen.pids else 0)
-        s = summarize(samples)
-        # Cores used by processes outside the bench during the step: the
-        # machine was not ours alone when this is far above zero.
-        s["other_processes_cpu"] = max(0.0, (busy1 - busy0) - ours) / wall
-        s["steal_cpu"] = (steal1 - steal0) / wall
-        sent = int((samples.sent > 0).sum())
-        s["server_cpu_util"] = srv / wall
-        s["server_cpu_us_per_request"] = 1e6 * srv / sent if sent else float("nan")
-        s["redis_cpu_util"] = red / wall if self.redis_pid else None
-        s["generator_cpu_util"] = s["generator_cpu_s"] / s["wall_s"] / max(1, s["generator_workers"])
-        s["quiesce_wait_s"], s["idle_before"] = waited, idle
-        self.log(report.step_line(self.name, s) + label)
-        time.sleep(p.cooldown_s)
-        return s, samples
-
-    def quiesce(self) -> tuple[float, bool]:
-        """Wait until the machine is idle - the server's backlog of the last
-        step, Redis, and anything else running - for at most quiesce_max_s.
-        Returns the time waited and whether it got idle."""
-        t0 = time.monotonic()
-        idle = False
-        limit = self.profile.quiesce_max_s
-        while time.monotonic() - t0 < limit:
-            before = procs.system_cpu()[0]
-            time.sleep(0.25)
-            if (procs.system_cpu()[0] - before) / 0.25 < IDLE_CPU:
-                idle = True
-                break
-        waited = time.monotonic() - t0
-        if not idle:
-            if not self._told_busy:
-                self._told_busy = True
-                self.log(f"  {self.name:<7} the machine did not go idle within {limit:g} s; measuring anyway "
-                         "(said once)")
-        elif waited > 1.0:
-            self.log(f"  {self.name:<7} waited {waited:.1f} s for the machine to go idle")
-        return waited, idle
-
-    def find_max(self, search: Search) -> dict:
-        p = self.profile
-        steps: list[dict] = []
-        lowest: dict[str, float] | None = None
-        best, failed = None, None
-        rate = search.start_rps
-
-        def run(r: float) -> bool:
-            nonlocal lowest
-            s, _ = self.step(round(r), p.step_s, p.warmup_s)
-            ok, why = sustained(s, lowest)
-            if ok:
-                lat = s["latency_ms"]
-                lowest = {k: min(lat[k], (lowest or lat)[k]) for k in ("p50", "p99")}
-            s["sustained"], s["verdict"] = ok, why
-            steps.append(s)
-            return ok
-
-        for _ in range(search.max_steps):
-            if run(rate):
-                best = rate
-                rate *= search.growth
-            else:
-                failed = rate
-                break
-        lo = best if best is not None else 0.0
-        for _ in range(search.refine if failed is not None else 0):
-            mid = (lo + failed) / 2
-            if round(mid) in (round(lo), round(failed)):
-                break
-            if run(mid):
-                lo = best = mid
-            else:
-                failed = mid
-        return {
-            "steps": sorted(steps, key=lambda s: s["offered_rps"]),
-            "max_rps": round(best) if best is not None else None,
-            "first_failed_rps": round(failed) if failed is not None else None,
-            "search_capped": failed is None,  # never failed: the maximum is at least max_rps
-        }
+def parse_phases(text: str) -> tuple[str, ...]:
+    """`decide,candidates` or `all`; ValueError naming the first unknown one."""
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if names == ["all"]:
+        return tuple(PHASES)
+    unknown = [x for x in names if x not in PHASES]
+    if unknown or not names:
+        raise ValueError(f"--phases: {f'unknown phase {unknown[0]!r}' if unknown else 'no phase given'} "
+                         f"(known: {', '.join(PHASES)}; or all)")
+    return tuple(p for p in PHASES if p in names)  # in the order they run
 
 
 def machine_facts() -> dict:
@@ -264,13 +167,13 @@ def _placement(catalog: Path, wanted: str | None) -> str:
 
 
 async def _load_population(url: str, count: int, seed: int) -> dict:
-    from decision.store.redis_store import ProfileWriter, connect
+    from decision.store.redis_store import connect
 
-    redis = connect(url)
+    redis = connect(url, timeout_s=60)
     try:
         before = (await redis.info("memory"))["used_memory"]
         t0 = time.monotonic()
-        await population.load(ProfileWriter(redis), count, int(time.time() * 1000), seed)
+        await population.load_bulk(redis, 0, count, int(time.time() * 1000), seed)
         load_s = time.monotonic() - t0
         after = (await redis.info("memory"))["used_memory"]
         server = await redis.info("server")
@@ -313,21 +216,12 @@ async def _spend_budgets(url: str, catalog_path: Path) -> list[str]:
     return spent
 
 
-def _run_async(coro):
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:
-        return asyncio.run(coro)
-
-
 class Bench:
     """The processes of one run and its phases, in the order of the report."""
 
     def __init__(self, profile: Profile, layout: procs.CpuLayout, tmp: Path, *, catalog: Path, placement: str,
-                 seed: int, channels: int, log) -> None:
-        self.profile, self.layout, self.tmp, self.log = profile, layout, tmp, log
+                 seed: int, channels: int, log, keep_files: bool = False) -> None:
+        self.profile, self.layout, self.tmp, self.log, self.keep_files = profile, layout, tmp, log, keep_files
         self.catalog, self.placement, self.seed, self.channels = catalog, placement, seed, channels
         self.data_dir = tmp / "data"
         self.redis = procs.embedded_redis(self.data_dir, layout.redis)
@@ -336,13 +230,55 @@ class Bench:
         self.children: list[procs.Child] = []
         self.gens: list[LoadGenerator] = []
         self.echo: Measure | None = None
+        self._echo_child: procs.Child | None = None
         self.decide: Measure | None = None
         self.service: procs.Child | None = None
 
-    def _generator(self, target: Target, cpu_sets: list[list[int] | None]) -> LoadGenerator:
+    def generator(self, target: Target, cpu_sets: list[list[int] | None]) -> LoadGenerator:
         gen = LoadGenerator(target, cpu_sets)
         self.gens.append(gen)
         return gen
+
+    def start(self, child: procs.Child) -> procs.Child:
+        """Start a server process; it is stopped at the end of the run at the latest."""
+        self.children.append(child)
+        return child.start()
+
+    def retire(self, child: procs.Child | None, gen: LoadGenerator | None) -> str | None:
+        """Stop a phase's server and generator now, so that the next phases
+        have the cores to themselves; what the server said if it had died."""
+        if gen is not None:
+            gen.close()
+        if child is None:
+            return None
+        error = None if child.alive() else f"{child.name} exited:\n{child.tail()}"
+        child.stop()
+        return error
+
+    def main_service(self) -> procs.Child | None:
+        """The `nba serve` of the Decide phase (started now if that phase did
+        not run); None when it is not running."""
+        if self.service is None:
+            try:
+                self.service = self.start(procs.nba_serve(self.layout.server, self.data_dir, self.catalog,
+                                                          self.seed, self.tmp / "serve.log"))
+            except procs.ProcessFailed as e:
+                self.log(f"nba bench: the service did not start:\n{e}")
+                return None
+        return self.service if self.service.alive() else None
+
+    def main_measure(self) -> Measure:
+        if self.decide is None:
+            service = self.main_service()
+            gen = self.generator(Target("grpc", f"127.0.0.1:{service.port}", self.requests,
+                                        channels=self.channels), self.layout.generators)
+            self.decide = Measure("decide", gen, service.pid, self.redis_pid, self.profile, self.log)
+        return self.decide
+
+    def retire_floor_and_service(self) -> None:
+        """After the phases that use them: the echo server and the main service."""
+        for m, child in ((self.echo, self._echo_child), (self.decide, self.service)):
+            self.retire(child, m.gen if m is not None else None)
 
     def load_population(self) -> dict:
         self.log(f"loading {self.profile.population} synthetic profiles ...")
@@ -354,29 +290,25 @@ class Bench:
     def floor_echo(self) -> dict:
         """Floor A: the echo server's steps up to its maximum."""
         p = self.profile
-        echo = procs.echo_server(self.layout.server, self.tmp / "echo.log").start()
-        self.children.append(echo)
-        gen = self._generator(Target("grpc", f"127.0.0.1:{echo.port}", self.requests, channels=self.channels),
+        echo = self._echo_child = self.start(procs.echo_server(self.layout.server, self.tmp / "echo.log"))
+        gen = self.generator(Target("grpc", f"127.0.0.1:{echo.port}", self.requests, channels=self.channels),
                               self.layout.generators)
         self.echo = Measure("echo", gen, echo.pid, None, p, self.log)
-        self.echo.step(p.echo.start_rps / 2, *_warmup_step(p), WARMUP)
+        self.echo.step(p.echo.start_rps / 2, *warmup_step(p), WARMUP)
         return self.echo.find_max(p.echo)
 
     def decide_max(self) -> dict:
         """The service: `nba serve` joined to the bench's Redis, up to its maximum."""
         p = self.profile
         try:
-            self.service = procs.nba_serve(self.layout.server, self.data_dir, self.catalog, self.seed,
-                                           self.tmp / "serve.log").start()
+            self.service = self.start(procs.nba_serve(self.layout.server, self.data_dir, self.catalog, self.seed,
+                                                      self.tmp / "serve.log"))
         except procs.ProcessFailed as e:
             self.log(f"nba bench: the service did not start:\n{e}")
             return {"error": str(e)}
-        self.children.append(self.service)
-        gen = self._generator(Target("grpc", f"127.0.0.1:{self.service.port}", self.requests,
-                                     channels=self.channels), self.layout.generators)
-        self.decide = Measure("decide", gen, self.service.pid, self.redis_pid, p, self.log)
+        self.main_measure()
         rss0 = procs.rss_bytes(self.service.pid)
-        self.decide.step(p.decide.start_rps / 2, *_warmup_step(p), WARMUP)
+        self.decide.step(p.decide.start_rps / 2, *warmup_step(p), WARMUP)
         found = self.decide.find_max(p.decide)
         found["service_rss_bytes"] = {"start": rss0, "end": procs.rss_bytes(self.service.pid)}
         return found
@@ -386,17 +318,18 @@ class Bench:
         p = self.profile
         self.log(f"at half of Decide's maximum: {rate} requests/s")
         # The Redis floor's client plays the service's part: it runs on the server's core.
-        gen = self._generator(Target("redis", self.redis.url, population.person_keys(p.population, self.seed)),
+        gen = self.generator(Target("redis", self.redis.url, population.person_keys(p.population, self.seed)),
                               [self.layout.server])
         redis = Measure("redis", gen, gen.pids[0], self.redis_pid, p, self.log)
         measures = {"echo": self.echo, "redis": redis, "decide": self.decide}
         for m in measures.values():
-            m.step(rate, *_warmup_step(p), WARMUP)
+            m.step(rate, *warmup_step(p), WARMUP)
         h: dict = {"rate_rps": rate}
         samples = {}
         for name, m in measures.items():
             h[name], samples[name] = m.step(rate, p.half_s, p.half_warmup_s)
         h["floor_sum"] = floor_sum(samples["echo"], samples["redis"], self.seed)
+        self.retire(None, gen)
         return h
 
     def service_error(self) -> str | None:
@@ -441,17 +374,13 @@ def run(profile: Profile, *, catalog: Path, placement: str | None, seed: int, cl
     keep = contextlib.nullcontext(str(work_dir)) if work_dir else tempfile.TemporaryDirectory(prefix="nba-bench-")
     with keep as tmp:
         bench = Bench(profile, layout, Path(tmp), catalog=catalog, placement=placement, seed=seed,
-                      channels=channels, log=log)
+                      channels=channels, log=log, keep_files=work_dir is not None)
         try:
-            result["population"] = bench.load_population()
-            result["floor_echo"] = bench.floor_echo()
-            result["decide"] = bench.decide_max()
-            if "error" not in result["decide"]:
-                top = result["decide"]["max_rps"] or profile.decide.start_rps / 2
-                result["half_rate"] = bench.half_rate(max(1, round(top / 2)))
-            error = bench.service_error()
-            if error:
-                result["decide"]["error"] = error
+            if set(profile.phases) - {"profiles", "learner"}:
+                result["population"] = bench.load_population()
+            else:  # those two bring their own people
+                result["population"] = {"profiles": 0, "note": "not loaded: no phase of this run uses it"}
+            _phases(bench, profile, result, log)
         finally:
             bench.close()
     result["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -461,7 +390,63 @@ def run(profile: Profile, *, catalog: Path, placement: str | None, seed: int, cl
     log("")
     log(report.render(result))
     log(f"\nwritten to {out}")
-    return 1 if "error" in result["decide"] else 0
+    failed = [phase for phase, key in PHASES.items() if "error" in (result.get(key) or {})]
+    return 1 if failed else 0
+
+
+def _phases(bench: Bench, profile: Profile, result: dict, log) -> None:
+    """The selected phases, in order. A phase that breaks leaves its error
+    in its section and the others run: one bug costs one figure."""
+    chosen = set(profile.phases)
+    skipped = result["skipped"] = {}
+    took = result["phase_s"] = {}
+
+    def phase(name: str, run_it) -> None:
+        if name not in chosen:
+            return
+        t0 = time.monotonic()
+        try:
+            result[PHASES[name]] = run_it()
+        except Exception as e:  # noqa: BLE001 - recorded with its traceback, reported, exit code 1
+            log(f"nba bench: phase {name} failed:\n{traceback.format_exc()}")
+            result[PHASES[name]] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        took[name] = round(time.monotonic() - t0, 1)
+
+    phase("echo", bench.floor_echo)
+    phase("decide", bench.decide_max)
+    decide = result.get("decide") or {}
+    if "half" in chosen:
+        if "floor_echo" not in result or not decide or "error" in decide:
+            skipped["half"] = "needs the echo and decide phases"
+        else:
+            top = decide["max_rps"] or profile.decide.start_rps / 2
+            phase("half", lambda: bench.half_rate(max(1, round(top / 2))))
+    if decide and "error" not in decide and bench.service_error():
+        decide["error"] = bench.service_error()
+
+    fixed = result["fixed_rate"] = _fixed_rate(profile, decide)
+    rate = fixed["rps"]
+    top = decide.get("max_rps")
+    reward_search = replace(profile.reward, start_rps=max(1, round(top / 2))) if top else profile.reward
+    phase("reward", lambda: rewards.run(bench, reward_search, rate))
+    phase("soak", lambda: soak.run(bench, rate, profile.soak_s, profile.soak_warmup_s, profile.soak_every_s))
+    bench.retire_floor_and_service()
+    phase("candidates", lambda: candidates.run(bench, profile.candidates, rate))
+    phase("profiles", lambda: profiles_sweep.run(bench, profile.profile_sizes, rate))
+    counts = profile.workers or scaling.default_counts(len(bench.layout.cpus or [0]))
+    phase("scaling", lambda: scaling.run(bench, counts, profile.scaling, top))
+    phase("learner", lambda: learner.run(profile.learner_decisions, bench.layout.cpus, profile.learner_timeout_s,
+                                         log))
+
+
+def _fixed_rate(profile: Profile, decide: dict) -> dict:
+    """The one rate of the soak and the sweeps, and where it comes from."""
+    if profile.fixed_rate:
+        return {"rps": profile.fixed_rate, "from": "--rate"}
+    if decide.get("max_rps"):
+        return {"rps": max(1, round(decide["max_rps"] / 2)), "from": "half of Decide's maximum"}
+    return {"rps": profile.default_rate, "from": f"the {profile.name} profile's default (Decide's maximum "
+                                                 "not measured)"}
 
 
 def floor_sum(echo: StepSamples, redis: StepSamples, seed: int) -> dict:
@@ -501,10 +486,20 @@ def default_out() -> Path:
 
 
 def main(args) -> int:
-    """Entry point of `nba bench` (see decision/cli.py)."""
+    """Entry point of `nba bench` (see decision/cli.py, which checked the options)."""
     profile = PROFILES[args.profile]
-    if args.population:
-        profile = replace(profile, population=args.population)
+    changes: dict = {}
+    for option, setting in (("population", "population"), ("phases", "phases"), ("rate", "fixed_rate"),
+                            ("workers", "workers"), ("candidates", "candidates"),
+                            ("profile_sizes", "profile_sizes"), ("learner_decisions", "learner_decisions")):
+        if getattr(args, option, None):
+            changes[setting] = getattr(args, option)
+    if getattr(args, "soak_minutes", None):
+        changes["soak_s"] = args.soak_minutes * 60
+        changes["soak_warmup_s"] = min(profile.soak_warmup_s, changes["soak_s"] / 2)
+        if not getattr(args, "phases", None):  # asking for a soak length asks for the soak
+            changes["phases"] = tuple(p for p in PHASES if p in profile.phases or p == "soak")
+    profile = replace(profile, **changes)
     from decision.server import default_catalog_path
 
     catalog = Path(args.catalog) if args.catalog else default_catalog_path()
@@ -513,5 +508,3 @@ def main(args) -> int:
                pin=not args.no_pin, channels=args.channels, out=out,
                work_dir=Path(args.work_dir) if args.work_dir else None,
                log=lambda line: print(line, flush=True))
-
-

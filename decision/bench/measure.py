@@ -1,0 +1,182 @@
+"""Steps of open-loop load against one server, and what the server spent.
+
+A step is *sustained* when the answers that arrived in its window reach 95%
+of the offered rate; at most 0.1% of requests fail or come back degraded
+(the service served its fallback without deciding); and its p50 and p99 stay
+within P50_GROWTH and P99_GROWTH times the lowest p50 and p99 of the
+sustained steps before it (a queue that grows shows in the p50 first). The
+maximum sustainable rate is the highest sustained step found by stepping the
+rate up geometrically, then bisecting between the last sustained and the
+first failed step. Before every step the bench waits until the machine is
+idle again, so that one step's backlog (an overloaded service spools and
+replays) is not measured in the next.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from decision.bench import procs, report
+from decision.bench.loadgen import LoadGenerator, Step, StepSamples, p99_parts, summarize
+
+MIN_ACHIEVED = 0.95
+MAX_ERROR_RATE = 0.001
+P50_GROWTH = 5.0
+P99_GROWTH = 25.0  # generous: a gen-2 GC pause of the service alone can make a p99 10x its best
+IDLE_CPU = 0.15  # the machine is idle below this many cores busy, all processes together
+WARMUP = "  (warm-up step, not reported)"
+
+
+@dataclass(frozen=True)
+class Search:
+    start_rps: float
+    growth: float  # next rate = rate x growth while steps are sustained
+    max_steps: int  # upward steps at most
+    refine: int  # bisection steps between the last sustained and the first failed rate
+
+
+def warmup_step(p) -> tuple[float, float]:
+    """Duration and warm-up of a step that only warms a server up."""
+    return max(1.0, p.step_s / 2), min(p.warmup_s, 0.5)
+
+
+def sustained(s: dict, best: dict[str, float] | None) -> tuple[bool, str]:
+    """Whether a step's figures show a server that keeps up, and if not why.
+    `best`: the lowest p50 and p99 of the sustained steps before it."""
+    if s["requests"] == 0:
+        return False, "no requests"
+    if s["achieved_rps"] < MIN_ACHIEVED * s["offered_rps"]:
+        return False, f"achieved < {MIN_ACHIEVED:.0%} of offered"
+    failed = s["error_count"] + s.get("degraded_answers", 0)
+    if failed > MAX_ERROR_RATE * s["requests"]:
+        return False, f"{s['error_count']} errors, {s.get('degraded_answers', 0)} degraded"
+    for key, growth in (("p50", P50_GROWTH), ("p99", P99_GROWTH)):
+        v = s["latency_ms"][key]
+        if best is not None and v > growth * best[key]:
+            return False, f"{key} {v:.1f} ms > {growth:g}x {best[key]:.2f}"
+    return True, "sustained"
+
+
+class Measure:
+    """Runs steps against one target and adds what the server spent.
+
+    `server_pid`: the server under test, or all its processes (a
+    supervisor and its workers); their CPU time is added up. `profile`: the
+    run's Profile (decision/bench/run.py): durations, time-outs, cool-down."""
+
+    def __init__(self, name: str, gen: LoadGenerator, server_pid: int | Sequence[int] | None,
+                 redis_pid: int | None, profile, log=print) -> None:
+        pids = server_pid if isinstance(server_pid, (list, tuple)) else (server_pid,)
+        self.server_pids = tuple(pid for pid in pids if pid is not None)
+        self.server_pid = self.server_pids[0] if self.server_pids else None
+        self.name, self.gen, self.redis_pid = name, gen, redis_pid
+        self.profile, self.log = profile, log
+        self._told_busy = False
+
+    def _server_cpu(self) -> float:
+        return sum(procs.cpu_seconds(pid) for pid in self.server_pids)
+
+    def step(self, rate: float, duration_s: float, warmup_s: float, label: str = "") -> tuple[dict, StepSamples]:
+        p = self.profile
+        step = Step(rate=float(rate), duration_s=duration_s, warmup_s=warmup_s, timeout_s=p.timeout_s)
+        waited, idle = self.quiesce()
+        gens = [procs.cpu_seconds(pid) for pid in self.gen.pids]
+        (busy0, steal0), me0 = procs.system_cpu(), time.process_time()
+        srv0, red0, t0 = self._server_cpu(), procs.cpu_seconds(self.redis_pid), time.monotonic()
+        samples = self.gen.run(step)
+        wall = time.monotonic() - t0
+        srv, red = self._server_cpu() - srv0, procs.cpu_seconds(self.redis_pid) - red0
+        (busy1, steal1), me = procs.system_cpu(), time.process_time() - me0
+        gen = sum(procs.cpu_seconds(pid) - g for pid, g in zip(self.gen.pids, gens))
+        ours = me + gen + red + (srv if not set(self.server_pids) & set(self.gen.pids) else 0)
+        s = summarize(samples)
+        # Cores used by processes outside the bench during the step: the
+        # machine was not ours alone when this is far above zero.
+        s["other_processes_cpu"] = max(0.0, (busy1 - busy0) - ours) / wall
+        s["steal_cpu"] = (steal1 - steal0) / wall
+        sent = int((samples.sent > 0).sum())
+        s["server_cpu_util"] = srv / wall
+        s["server_cpu_us_per_request"] = 1e6 * srv / sent if sent else float("nan")
+        s["redis_cpu_util"] = red / wall if self.redis_pid else None
+        s["generator_cpu_util"] = s["generator_cpu_s"] / s["wall_s"] / max(1, s["generator_workers"])
+        s["quiesce_wait_s"], s["idle_before"] = waited, idle
+        self.log(report.step_line(self.name, s) + label)
+        time.sleep(p.cooldown_s)
+        return s, samples
+
+    def quiesce(self) -> tuple[float, bool]:
+        """Wait until the machine is idle - the server's backlog of the last
+        step, Redis, and anything else running - for at most quiesce_max_s.
+        Returns the time waited and whether it got idle."""
+        t0 = time.monotonic()
+        idle = False
+        limit = self.profile.quiesce_max_s
+        while time.monotonic() - t0 < limit:
+            before = procs.system_cpu()[0]
+            time.sleep(0.25)
+            if (procs.system_cpu()[0] - before) / 0.25 < IDLE_CPU:
+                idle = True
+                break
+        waited = time.monotonic() - t0
+        if not idle:
+            if not self._told_busy:
+                self._told_busy = True
+                self.log(f"  {self.name:<7} the machine did not go idle within {limit:g} s; measuring anyway "
+                         "(said once)")
+        elif waited > 1.0:
+            self.log(f"  {self.name:<7} waited {waited:.1f} s for the machine to go idle")
+        return waited, idle
+
+    def find_max(self, search: Search) -> dict:
+        p = self.profile
+        steps: list[dict] = []
+        lowest: dict[str, float] | None = None
+        best, failed = None, None
+        rate = search.start_rps
+
+        def run(r: float) -> bool:
+            nonlocal lowest
+            s, _ = self.step(round(r), p.step_s, p.warmup_s)
+            ok, why = sustained(s, lowest)
+            if ok:
+                lat = s["latency_ms"]
+                lowest = {k: min(lat[k], (lowest or lat)[k]) for k in ("p50", "p99")}
+            s["sustained"], s["verdict"] = ok, why
+            steps.append(s)
+            return ok
+
+        for _ in range(search.max_steps):
+            if run(rate):
+                best = rate
+                rate *= search.growth
+            else:
+                failed = rate
+                break
+        lo = best if best is not None else 0.0
+        for _ in range(search.refine if failed is not None else 0):
+            mid = (lo + failed) / 2
+            if round(mid) in (round(lo), round(failed)):
+                break
+            if run(mid):
+                lo = best = mid
+            else:
+                failed = mid
+        return {
+            "steps": sorted(steps, key=lambda s: s["offered_rps"]),
+            "max_rps": round(best) if best is not None else None,
+            "first_failed_rps": round(failed) if failed is not None else None,
+            "search_capped": failed is None,  # never failed: the maximum is at least max_rps
+        }
+
+    def at_rate(self, rate: float, duration_s: float, warmup_s: float) -> dict:
+        """One measurement at a fixed rate, after a warm-up step: the figures
+        of the sweeps. `sustained` says whether the server kept up (judged
+        on this step alone); `p99_parts_ms`, the p99 of each half of the
+        measured window, shows how much a p99 of this length moves by itself."""
+        self.step(rate, *warmup_step(self.profile), WARMUP)
+        s, samples = self.step(rate, duration_s, warmup_s)
+        s["sustained"], s["verdict"] = sustained(s, None)
+        s["p99_parts_ms"] = p99_parts(samples, 2)
+        return s

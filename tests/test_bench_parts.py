@@ -1,0 +1,88 @@
+"""Parts of `nba bench` that can be checked without running it: the
+generated catalogs, the bulk population writer, the learner's figures, the
+cores given to service processes, the ratio noise of the profiles sweep."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from decision.bench import candidates, learner, population, procs, report
+from decision.server import load
+from decision.store import keys
+from decision.store.redis_store import ProfileWriter
+
+
+@pytest.mark.parametrize("n", [1, 10, 11, 20, 200])
+def test_generated_catalog_has_exactly_n_candidates(tmp_path, n) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(candidates.catalog_text(n))
+    catalog = load(path)  # the service's own loader: rules compile, the VW policy validates
+    assert candidates.candidate_count(catalog) == n
+    placement = catalog.placements[candidates.PLACEMENT]
+    assert placement.fallback_offer == "o000"
+    assert {catalog.policies[a.policy].kind for a in placement.arms} == {"vw"}
+
+
+def _without_event_ids(members: list[tuple[str, float]]) -> list[tuple[dict, float]]:
+    out = []
+    for member, score in members:
+        d = json.loads(member)
+        d.pop("id")  # a random id per event, so that equal events stay two members
+        out.append((d, score))
+    return sorted(out, key=lambda x: (x[1], json.dumps(x[0], sort_keys=True)))
+
+
+async def test_bulk_load_writes_what_the_profile_writer_writes(redis) -> None:
+    now = int(time.time() * 1000)
+    await population.load_bulk(redis, 0, 3, now, seed=7, batch=2)
+    bulk = {i: (await redis.hgetall(keys.profile(population.person_key(i))),
+                _without_event_ids(await redis.zrange(keys.events(population.person_key(i)), 0, -1,
+                                                      withscores=True)))
+            for i in range(3)}
+    await redis.flushall()
+    writer = ProfileWriter(redis)
+    for i in range(3):
+        await writer.write(population.profile(i, now, seed=7))
+        pk = population.person_key(i)
+        assert bulk[i][0] == await redis.hgetall(keys.profile(pk))
+        assert bulk[i][1] == _without_event_ids(await redis.zrange(keys.events(pk), 0, -1, withscores=True))
+        assert len(bulk[i][0]) > 20 and len(bulk[i][1]) == 20
+
+
+def test_decide_requests_sample_and_default() -> None:
+    everybody = population.decide_requests("home_hero", 50, seed=3)
+    assert len(everybody) == 50
+    assert population.decide_requests("home_hero", 50, seed=3, count=50) == everybody
+    assert len(population.decide_requests("home_hero", 50, seed=3, count=120, first=10)) == 120
+
+
+LEARNER_OUTPUT = (
+    "learner: 20,000 joined decisions (20,000 examples, 20 actions each, 5,990 rewards) in 1.41s = "
+    "14,184 joined examples/s on one core\n"
+    "  read           0.10s     5.0 us/example     7%\n"
+    "VW alone (pre-built text -> parse -> learn): 29,533 examples/s\n"
+)
+
+
+def test_learner_figures_are_read_from_its_report() -> None:
+    assert learner.parse(LEARNER_OUTPUT) == {"joined": 20_000, "elapsed_s": 1.41, "per_s": 14_184.0,
+                                             "vw_only_per_s": 29_533.0}
+    assert learner.parse("something else") == {}
+
+
+def test_service_processes_take_the_server_core_first_and_redis_core_last() -> None:
+    two = procs.CpuLayout(server=[0], redis=[1], generators=[[1]], note="", cpus=[0, 1])
+    assert two.worker_cpus(2) == [[0], [1]]
+    eight = procs.CpuLayout(server=[0], redis=[1], generators=[[6], [7]], note="", cpus=list(range(8)))
+    assert eight.worker_cpus(8) == [[0], [2], [3], [4], [5], [6], [7], [1]]
+    assert procs.CpuLayout(None, None, [None], note="", pinned=False).worker_cpus(2) == [None, None]
+
+
+def test_profiles_ratio_range_spans_the_halves() -> None:
+    lo = {"p99_parts_ms": [4.0, 5.0]}
+    hi = {"p99_parts_ms": [6.0, 5.0]}
+    assert report.profiles_ratio_range(lo, hi) == [1.0, 1.5]
+    assert report.profiles_ratio_range(lo, {"p99_parts_ms": [float("nan"), 1.0]}) is None
