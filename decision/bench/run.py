@@ -431,7 +431,10 @@ def _phases(bench: Bench, profile: Profile, result: dict, log) -> None:
     phase("reward", lambda: rewards.run(bench, reward_search, rate))
     phase("soak", lambda: soak.run(bench, rate, profile.soak_s, profile.soak_warmup_s, profile.soak_every_s))
     bench.retire_floor_and_service()
-    phase("candidates", lambda: candidates.run(bench, profile.candidates, rate))
+    # 200 candidates cost about 1.6x the CPU of 10 per decision: the sweep runs at half the
+    # fixed rate (a quarter of Decide's maximum) so that the largest size is not measured as a queue.
+    sweep_rate = rate if fixed["from"] == "--rate" else max(1, round(rate / 2))
+    phase("candidates", lambda: candidates.run(bench, profile.candidates, sweep_rate))
     phase("profiles", lambda: profiles_sweep.run(bench, profile.profile_sizes, rate))
     counts = profile.workers or scaling.default_counts(len(bench.layout.cpus or [0]))
     phase("scaling", lambda: scaling.run(bench, counts, profile.scaling, top))
