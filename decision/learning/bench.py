@@ -14,10 +14,11 @@ third of the decisions get a reward. Then one learner (`--once`, one
 process, one core) reads both streams, decodes, joins, trains, snapshots and
 acknowledges everything; the figure is joined decisions (= examples: one
 item each) per second of that run, with the time per phase. For comparison
-it also times VW alone on the same examples (pre-built text -> parse ->
-learn), measures the memory a pending decision holds and the bytes a
-decision record takes in the stream (v2, and the same record with its
-features inline as v1 wrote it).
+it also times VW alone on the same examples, from pre-built text (parse ->
+learn) and as the learner calls it (VWPolicy.learn_interned: shared text,
+the parsed actions reused -> learn), measures the memory a pending decision
+holds and the bytes a decision record takes in the stream (v2, and the same
+record with its features inline as v1 wrote it).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ async def _bench(decisions: int, actions: int) -> dict:
             await learner.run(once=True)
             elapsed = time.perf_counter() - t0
             counters, timings = learner.counters, learner.timings
-            vw_only = _vw_only(learner, dec[:5000])
+            vw_only, vw_reused = _vw_only(learner, dec[:5000])
             pending_bytes = _pending_bytes(dec[:2000], learner.tables)
             record_bytes = _record_bytes(dec[:1000], learner.tables)
         finally:
@@ -129,22 +130,29 @@ async def _bench(decisions: int, actions: int) -> dict:
     return {"decisions": decisions, "actions": actions, "elapsed_s": elapsed, "joined": counters["joined"],
             "examples": counters["examples"], "per_s": counters["joined"] / elapsed,
             "timings": dict(timings), "rewards_attached": counters["rewards_attached"],
-            "checkpoints": counters["checkpoints"], "vw_only_per_s": vw_only, "pending_bytes": pending_bytes,
+            "checkpoints": counters["checkpoints"], "vw_only_per_s": vw_only, "vw_reused_per_s": vw_reused,
+            "pending_bytes": pending_bytes,
             "record_bytes": record_bytes}
 
 
-def _vw_only(learner, rows: list[str]) -> float:
+def _vw_only(learner, rows: list[str]) -> tuple[float, float]:
+    """VW's examples/s on the run's model and these records' examples: from
+    pre-built text (parse -> learn), and as the learner trains them (its
+    parsed actions reused: learn_interned, shared text and all)."""
     from decision.learning.examples import decode_decision, item_examples
 
     m = next(iter(learner.trainer.models.values()))
-    texts = []
-    for raw in rows:
-        ex = item_examples(decode_decision(raw, learner.tables))[0]
-        texts.append(m.policy.example(ex.context, ex.actions, ex.chosen, ex.probability, 0.0))
+    examples = [item_examples(decode_decision(raw, learner.tables))[0] for raw in rows]
+    texts = [m.policy.example(ex.context, ex.actions, ex.chosen, ex.probability, 0.0) for ex in examples]
     t0 = time.perf_counter()
     for text in texts:
         m.policy.learn_text(text)
-    return len(texts) / (time.perf_counter() - t0)
+    text_per_s = len(texts) / (time.perf_counter() - t0)
+    learn = m.policy.learn_interned
+    t0 = time.perf_counter()
+    for ex in examples:
+        learn(ex.context, ex.actions, ex.chosen, ex.probability, 0.0)
+    return text_per_s, len(examples) / (time.perf_counter() - t0)
 
 
 def _pending_bytes(rows: list[str], tables: FeatureTables) -> float:
@@ -187,6 +195,8 @@ def run_bench(decisions: int = 20_000, actions: int = 20) -> int:
         print(f"  {phase:<12} {t.get(phase, 0.0):6.2f}s  {1e6 * t.get(phase, 0.0) / max(result['joined'], 1):6.1f} "
               f"us/example  {100 * t.get(phase, 0.0) / total:4.0f}%")
     print(f"VW alone (pre-built text -> parse -> learn): {result['vw_only_per_s']:,.0f} examples/s")
+    print(f"VW as the learner calls it (shared text, parsed actions reused -> learn): "
+          f"{result['vw_reused_per_s']:,.0f} examples/s")
     print(f"memory per pending decision: {result['pending_bytes'] / 1024:.1f} KiB")
     v2, v1 = result["record_bytes"]
     print(f"decision record: {v2:,.0f} bytes (v2, features by reference); {v1:,.0f} bytes with the features inline "

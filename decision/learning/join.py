@@ -26,8 +26,9 @@ import heapq
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from decision.learning.examples import LoggedDecision, reward_items
+from decision.learning.examples import LoggedDecision, LoggedReward, reward_items
 from decision.records import RewardRecord
 
 # Outcomes of add_decision / add_reward. What the learner does with the
@@ -53,8 +54,9 @@ class Pending:
     reward_entries: list[str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Joined:
+class Joined(NamedTuple):
+    """One per trained decision: a NamedTuple for the reason LoggedDecision is one."""
+
     record: LoggedDecision
     entry_id: str
     # per item (record.items order): sum of its rewards, None when no event arrived
@@ -68,7 +70,7 @@ _NO_EVENTS = tuple((None,) * n for n in range(8))
 
 @dataclass(slots=True)
 class _Buffered:
-    reward: RewardRecord
+    reward: LoggedReward | RewardRecord
     entry_id: str
     epoch: int
 
@@ -111,7 +113,7 @@ class Joiner:
         self.remember(record.decision_id, IGNORED)
         return [(b.entry_id, IGNORED) for b in self._take_buffered(record.decision_id)]
 
-    def add_reward(self, reward: RewardRecord, entry_id: str) -> str:
+    def add_reward(self, reward: LoggedReward | RewardRecord, entry_id: str) -> str:
         p = self.pending.get(reward.decision_id)
         if p is None:
             status = self.recent.get(reward.decision_id)
@@ -127,7 +129,7 @@ class Joiner:
             return BUFFERED
         return self._attach(p, reward, entry_id)
 
-    def _attach(self, p: Pending, reward: RewardRecord, entry_id: str) -> str:
+    def _attach(self, p: Pending, reward: LoggedReward | RewardRecord, entry_id: str) -> str:
         item = reward_items(p.record).get(reward.offer_id)
         if item is None:
             return IGNORED  # not an item of this decision (the service refuses these; a forged row)
@@ -171,10 +173,10 @@ class Joiner:
         """Every pending decision whose window closed before the watermark,
         in close-time order (ties: read order)."""
         out: list[Joined] = []
-        heap = self._heap
-        pending = self.pending
+        heap, pending, recent, limit = self._heap, self.pending, self.recent, self.recent_limit
+        pop = heapq.heappop
         while heap and heap[0][0] < watermark_ms:
-            close, _, did = heapq.heappop(heap)
+            close, _, did = pop(heap)
             p = pending.pop(did, None)
             if p is None:
                 continue
@@ -185,7 +187,9 @@ class Joiner:
             else:
                 sums = tuple((sum(p.events[n].values()) if n in p.events else None) for n in range(n_items))
                 out.append(Joined(p.record, p.entry_id, sums, tuple(p.reward_entries), close))
-            self.remember(did, TRAINED)
+            recent[did] = TRAINED  # remember(), inlined: once per decision
+            if len(recent) > limit:
+                recent.popitem(last=False)
         return out
 
     @property

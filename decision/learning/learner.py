@@ -56,10 +56,9 @@ from decision.errors import CatalogError
 from decision.feature_tables import FeatureTables, MissingFeatureTable
 from decision.learning import join
 from decision.learning.apprentice import Judge
-from decision.learning.examples import decode_decision
+from decision.learning.examples import decode_decision, decode_reward
 from decision.learning.join import Joined, Joiner
 from decision.learning.trainer import Interval, Model, Trainer
-from decision.records import RewardRecord
 from decision.store import keys
 from decision.store.models import (
     CHECKPOINT,
@@ -72,6 +71,7 @@ from decision.store.models import (
 log = logging.getLogger("nba.learner")
 
 CHECKPOINT_VERSION = 1
+_YIELD_EVERY = 100  # trained decisions between chances for the read of the next batch to progress
 CLOCKS = ("event", "real")
 
 _RENEW = """
@@ -154,6 +154,7 @@ class Learner:
         self._last_poll = 0.0
         self._last_renew = 0.0
         self._started = False
+        self._next_batch: list | None = None  # decisions read during the last round's training
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
@@ -274,7 +275,9 @@ class Learner:
         await self._maybe_reload_catalog()
         await self._poll_pointers()  # a rollback takes effect before this round trains
         t0 = time.perf_counter()
-        decisions = await self._read(c.decision_stream, ">")
+        decisions, self._next_batch = self._next_batch, None
+        if decisions is None:
+            decisions = await self._read(c.decision_stream, ">")
         t1 = time.perf_counter()
         await self._on_decisions(decisions)
         t2 = time.perf_counter()
@@ -288,31 +291,49 @@ class Learner:
         for eid, fields in rewards:
             self._on_reward(eid, fields)
         self._rew_caught = len(rewards) < c.batch
-        t4 = time.perf_counter()
-        joined = self.joiner.close(self._advance_watermark())
-        trainer, on_joined = self.trainer, self.on_joined
-        covered, covered_rewards, trained_ids = self._covered_decisions, self._covered_rewards, self._trained_ids
-        examples = 0
-        for j in joined:
-            rewards = trainer.rewards(j)
-            if on_joined is not None:
-                on_joined(j, rewards)
-            examples += trainer.learn(j, rewards)
-            covered.append(j.entry_id)
-            if j.reward_entries:
-                covered_rewards.extend(j.reward_entries)
-            trained_ids.append(j.record.decision_id)
-        self.counters["joined"] += len(joined)
-        self.counters["examples"] += examples
-        self._examples_since += examples
-        self._joined_since += len(joined)
-        t5 = time.perf_counter()
-        self.timings["read"] += (t1 - t0) + (t3 - t2)
-        self.timings["decode_join"] += (t2 - t1) + (t4 - t3)
-        self.timings["train"] += t5 - t4
-        await self._flush_acks()
-        if self._due():
-            await self.checkpoint()
+        # While the decision stream has a backlog, its next batch is read
+        # during this round's training (the loop gets the chance below every
+        # _YIELD_EVERY decisions): the server assembles a batch of 1,000
+        # records in ~2 ms, which the learner would otherwise wait for. The
+        # read starts after this round's reward read, as the orphan rule
+        # requires (docs/LEARNING.md, "Join semantics"), and ends within
+        # this round, so no read is ever in flight between rounds.
+        ahead = None if decisions_drained else asyncio.ensure_future(self._read(c.decision_stream, ">"))
+        try:
+            t4 = time.perf_counter()
+            joined = self.joiner.close(self._advance_watermark())
+            trainer, on_joined = self.trainer, self.on_joined
+            covered, covered_rewards, trained_ids = self._covered_decisions, self._covered_rewards, self._trained_ids
+            examples = 0
+            for n, j in enumerate(joined, 1):
+                rewards = trainer.rewards(j)
+                if on_joined is not None:
+                    on_joined(j, rewards)
+                examples += trainer.learn(j, rewards)
+                covered.append(j.entry_id)
+                if j.reward_entries:
+                    covered_rewards.extend(j.reward_entries)
+                trained_ids.append(j.record.decision_id)
+                if ahead is not None and not n % _YIELD_EVERY:
+                    await asyncio.sleep(0)
+            self.counters["joined"] += len(joined)
+            self.counters["examples"] += examples
+            self._examples_since += examples
+            self._joined_since += len(joined)
+            t5 = time.perf_counter()
+            self.timings["read"] += (t1 - t0) + (t3 - t2)
+            self.timings["decode_join"] += (t2 - t1) + (t4 - t3)
+            self.timings["train"] += t5 - t4
+            await self._flush_acks()
+            if self._due():
+                await self.checkpoint()
+            if ahead is not None:
+                t6 = time.perf_counter()
+                self._next_batch = await ahead
+                self.timings["read"] += time.perf_counter() - t6
+        finally:
+            if ahead is not None and not ahead.done():  # an error above: its entries wait in the PEL
+                ahead.cancel()
         await self._renew_lock()
         return decisions_drained and self._rew_caught
 
@@ -399,7 +420,7 @@ class Learner:
             counters["rewards_lost"] += 1
             return
         try:
-            reward = RewardRecord.from_json(raw)
+            reward = decode_reward(raw)
         except (ValueError, KeyError, TypeError) as e:
             self._ack(c.reward_stream, eid)
             counters["rewards_bad"] += 1

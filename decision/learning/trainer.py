@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bandits.policy import Policy, PolicyLoadError
+from bandits.policy import Context, Policy, PolicyLoadError
 from bandits.registry import load_policy, make_policy
 from decision.catalog import Apprentice, Catalog, PolicyConfig
 from decision.learning.apprentice import Judge
@@ -240,10 +240,14 @@ class Trainer:
     def rewards(self, joined: Joined) -> tuple[float, ...]:
         """Each item's reward (record.items order): the sum of its events
         clipped to the placement's reward range, or the record's default."""
-        placement = self.catalog.placements.get(joined.record.placement)
+        record = joined.record
+        sums = joined.sums
+        if len(sums) == 1 and sums[0] is None:  # the common case: one item, no event
+            return (record.default_reward,)
+        placement = self.catalog.placements.get(record.placement)
         bounds = placement.reward.range if placement is not None else (float("-inf"), float("inf"))
-        default = joined.record.default_reward
-        return tuple([default if s is None else clip(s, bounds) for s in joined.sums])
+        default = record.default_reward
+        return tuple([default if s is None else clip(s, bounds) for s in sums])
 
     def learn(self, joined: Joined, rewards: tuple[float, ...] | None = None) -> int:
         """Train every model this decision is for; returns the examples learned."""
@@ -252,31 +256,41 @@ class Trainer:
             return 0
         if rewards is None:
             rewards = self.rewards(joined)
-        examples = item_examples(record)
-        # examples are in rank order, rewards in record.items order
-        by_rank = {item.rank: rewards[n] for n, item in enumerate(record.items)}
-        ex_rewards = [by_rank[ex.rank] for ex in examples]
-        first = examples[0]
-        r1 = ex_rewards[0]
+        # (actions, chosen, probability, reward) per example, in rank order
+        items = record.items
+        if len(items) == 1:  # the common case: one example over every action (item_examples, inlined)
+            item = items[0]
+            context = Context(record.context)
+            examples = ((record.actions, item.action, item.probability, rewards[0]),)
+            reward_sum = rewards[0]
+        else:
+            by_rank = {item.rank: rewards[n] for n, item in enumerate(items)}  # rewards are in items order
+            slate = item_examples(record)
+            context = slate[0].context
+            examples = tuple((ex.actions, ex.chosen, ex.probability, by_rank[ex.rank]) for ex in slate)
+            reward_sum = sum([ex[3] for ex in examples])
 
-        for m in self.judges(record):
-            # progressive: the evidence uses the model before it learns this decision
-            if m.arm == record.arm:
-                m.judge.observe_baseline(r1)
-            if full_support(record):
-                pi = float(m.policy.rank(first.context, first.actions).probabilities[first.chosen])
-                m.judge.observe_learned(pi / first.probability, r1)
+        if record.placement in self._judged:
+            actions, chosen, probability, r1 = examples[0]
+            for m in self.judges(record):
+                # progressive: the evidence uses the model before it learns this decision
+                if m.arm == record.arm:
+                    m.judge.observe_baseline(r1)
+                if full_support(record):
+                    pi = float(m.policy.rank(context, actions).probabilities[chosen])
+                    m.judge.observe_learned(pi / probability, r1)
 
         trained = 0
         n = len(examples)
         for m in self.routes(record):
-            learn = m.policy.learn
-            for ex, reward in zip(examples, ex_rewards):
-                learn(ex.context, ex.actions, ex.chosen, ex.probability, reward)
+            # VW reuses the parsed examples of the interned Actions (the same model as learn's)
+            learn = getattr(m.policy, "learn_interned", None) or m.policy.learn
+            for actions, chosen, probability, reward in examples:
+                learn(context, actions, chosen, probability, reward)
             m.examples += n
             iv = m.interval
             iv.examples += n
-            iv.reward_sum += sum(ex_rewards)
+            iv.reward_sum += reward_sum
             if record.arm == m.arm and record.policy == m.config.name:
                 is_greedy, top = greedy(record)
                 iv.own_decisions += 1

@@ -1,0 +1,149 @@
+"""VWPolicy.learn_interned (the learner's hot path: each action's VW example
+parsed once and reused) trains exactly the model VWPolicy.learn trains from
+the example text: the saved bytes - VW's weights, its run statistics and
+progressive loss, our header - are compared byte for byte."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bandits.vw as vw
+from bandits.policy import Action, Context
+from bandits.vw import VWPolicy
+
+CONFIGS = [
+    {},  # squarecb + mtr, the default
+    {"exploration": "epsilon", "epsilon": 0.1, "cb_type": "ips"},
+    {"exploration": "epsilon", "cb_type": "dr"},
+    {"exploration": "softmax", "lambda": 5.0, "cb_type": "mtr"},
+    {"exploration": "bagging", "bags": 3, "cb_type": "ips"},
+]
+
+
+def catalog(n: int) -> list[Action]:
+    return [Action(f"o{j}/c{j}@web", {"offer": {"id": f"o{j}", "value": float(j), "tag": f"t{j % 3}"},
+                                      "content": {"id": f"c{j}"}, "channel": {"id": "web"}},
+                   value=float(j), group=f"o{j}")
+            for j in range(n)]
+
+
+def stream(n: int, seed: int = 0):
+    """(context, actions, chosen, probability, reward): interned sets (the same
+    tuple objects again and again, as decision/feature_tables.py hands them
+    out), and fresh subsets of them (later slate ranks, lists); contexts with
+    recurring categories and unique floats, rewards in [0, 2]."""
+    rng = np.random.default_rng(seed)
+    acts = catalog(12)
+    sets = [tuple(acts), tuple(acts[:5]), tuple(acts[3:9]), (acts[7],)]
+    for _ in range(n):
+        actions = sets[int(rng.integers(len(sets)))]
+        kind = rng.random()
+        if kind < 0.15:
+            actions = tuple(a for a in actions if rng.random() < 0.7) or actions[:1]  # a fresh tuple
+        elif kind < 0.25:
+            actions = list(actions)
+        context = Context({"user": {"segment": f"s{rng.integers(4)}", "spend": float(rng.gamma(2.0, 30.0)),
+                                    "vip": bool(rng.random() < 0.2)},
+                           "context": {"page": f"p{rng.integers(3)}"}})
+        chosen = int(rng.integers(len(actions)))
+        yield context, actions, chosen, float(rng.choice([1.0, 0.5, 0.25, 0.05])), float(rng.choice([0, 0, 1, 2]))
+
+
+def trained(params: dict, examples, *, interned: bool, rank_every: int = 0) -> VWPolicy:
+    policy = VWPolicy("vw_test", params, reward_range=(0.0, 2.0), seed=7)
+    learn = policy.learn_interned if interned else policy.learn
+    for i, (context, actions, chosen, probability, reward) in enumerate(examples):
+        if rank_every and i % rank_every == 0:
+            policy.rank(context, actions)  # predictions in between leave the parsed actions alone
+        learn(context, actions, chosen, probability, reward)
+    return policy
+
+
+@pytest.mark.parametrize("params", CONFIGS, ids=lambda p: p.get("exploration", "squarecb") + "-" +
+                         p.get("cb_type", "mtr"))
+def test_the_same_model_byte_for_byte(params):
+    examples = list(stream(1500))
+    text = trained(params, examples, interned=False, rank_every=7)
+    reused = trained(params, examples, interned=True, rank_every=7)
+    assert reused.examples_learned == text.examples_learned == 1500
+    assert reused.sum_loss == text.sum_loss != 0.0  # VW's progressive loss: its finish step ran
+    assert reused.save() == text.save()
+    assert reused._parsed  # the parsed actions were reused, not rebuilt per example
+
+
+def test_the_same_model_after_a_save_and_load():
+    # a loaded model is a new workspace: its parsed actions are its own
+    examples = list(stream(900, seed=1))
+    text = VWPolicy.load(trained({}, examples[:400], interned=False).save())
+    reused = VWPolicy.load(trained({}, examples[:400], interned=True).save())
+    for context, actions, chosen, probability, reward in examples[400:]:
+        text.learn(context, actions, chosen, probability, reward)
+        reused.learn_interned(context, actions, chosen, probability, reward)
+    assert reused.save() == text.save()
+
+
+def test_bounded_caches_and_repeated_actions(monkeypatch):
+    monkeypatch.setattr(vw, "_PARSED_LIMIT", 5)  # cleared again and again below
+    monkeypatch.setattr(vw, "_PARSED_SETS_LIMIT", 2)
+    examples = list(stream(600, seed=2))
+    a = catalog(3)
+    twice = (a[0], a[1], a[0])  # one VW example cannot stand twice in a sequence: the text path
+    examples += [(Context({"user": {"segment": "s1"}}), twice, 2, 0.5, 1.0)] * 3
+    reused = trained({}, examples, interned=True)
+    assert reused.save() == trained({}, examples, interned=False).save()
+    assert len(reused._parsed) <= 5 and len(reused._parsed_sets) <= 2
+
+
+def test_refuses_what_learn_refuses():
+    policy = VWPolicy("vw_test")
+    acts = tuple(catalog(2))
+    with pytest.raises(ValueError):
+        policy.learn_interned(Context({}), acts, 2, 0.5, 1.0)
+    with pytest.raises(ValueError):
+        policy.learn_interned(Context({}), acts, 0, 0.0, 1.0)
+    with pytest.raises(ValueError):
+        policy.learn_interned(Context({}), (), 0, 0.5, 1.0)
+    assert policy.examples_learned == 0
+
+
+# --- shared_text: features_text's text through the learner's own cache ---------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from bandits.vw import features_text, shared_text  # noqa: E402
+
+_names = st.sampled_from(["segment", "spend", "vip", "a=b", "x y", "50%", "név", "c:1", "t\tab", "|p"])
+_values = st.one_of(
+    st.sampled_from(["gold", "New York|NY:1", "", "50%", "a=b", " "]), st.text(max_size=6),
+    st.floats(allow_nan=True, allow_infinity=True), st.floats(min_value=-1e-29, max_value=1e-29),
+    st.floats(min_value=1e14, max_value=1e17), st.integers(-10**6, 10**6), st.booleans(),
+    st.sampled_from([np.float32(1.5), np.int64(3), np.bool_(True), np.float64(2.0)]))
+_features = st.dictionaries(st.sampled_from(["user", "context", "offer", "extra", "x|y"]),
+                            st.dictionaries(_names, _values, max_size=6), max_size=4)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_features, min_size=1, max_size=5))
+def test_shared_text_is_features_text(features):
+    # several in a row: the second sight of a value comes from the cache
+    for f in features + features:
+        assert shared_text(f) == features_text(f)
+
+
+def test_shared_text_refuses_what_features_text_refuses():
+    for bad in ({"user": {"x": [1]}}, {"user": {"x": {"a": 1}}}, {"user": {"x": object()}}):
+        with pytest.raises(TypeError) as want:
+            features_text(bad)
+        with pytest.raises(TypeError) as got:
+            shared_text(bad)
+        assert str(got.value) == str(want.value)
+
+
+def test_shared_text_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(vw, "_TOKENS_LIMIT", 10)
+    for i in range(50):
+        f = {"user": {"spend": float(i) + 0.5, "segment": f"s{i}"}}
+        assert shared_text(f) == features_text(f)
+    assert vw._values_count <= 10
