@@ -147,3 +147,26 @@ def test_shared_text_cache_is_bounded(monkeypatch):
         f = {"user": {"spend": float(i) + 0.5, "segment": f"s{i}"}}
         assert shared_text(f) == features_text(f)
     assert vw._values_count <= 10
+
+
+@pytest.mark.parametrize("params", CONFIGS, ids=lambda p: p.get("exploration", "default"))
+def test_rank_on_reused_action_examples_equals_rank_on_the_whole_text(params):
+    """The service's rank() parses only the shared line and reuses each
+    action's example: the same probabilities and scores, bit for bit, as
+    parsing the whole example text, while the model learns in between."""
+    from bandits.policy import ranking
+
+    served, reference = VWPolicy("p", params, seed=7), VWPolicy("p", params, seed=7)
+    for context, actions, chosen, probability, reward in stream(300, seed=2):
+        got = served.rank(context, actions)
+        ws = reference._ws
+        exs = ws._parse(vw.actions_example_text(context.features, actions))
+        ws.predict_multi(exs)
+        pmf = exs[0].get_action_scores()
+        scores = [0.0 - e.get_partial_prediction() for e in exs[1:]] if reference._scores_are_costs else pmf
+        ws._finish_example_multi_ex(exs)
+        want = ranking(np.asarray(pmf, dtype=np.float64), np.asarray(scores, dtype=np.float64))
+        assert got.probabilities.tolist() == want.probabilities.tolist()
+        assert got.scores.tolist() == want.scores.tolist()
+        served.learn(context, actions, chosen, probability, reward)
+        reference.learn(context, actions, chosen, probability, reward)
