@@ -350,7 +350,15 @@ class Decider:
 _STAGE_ATTRS = {name: {"stage": name} for name in ("identity", "policy", "commit", *(n for n, _ in FILTERS))}
 
 
+_RULE_NAMES: dict[str, str] = {}
+
+
 def _rule_name(rule: str) -> str:
     """The rule without its live numbers: "cap offer 3/86400s (count 3)" ->
     "cap offer 3/86400s", so metric labels stay bounded by the catalog."""
-    return rule.split(" (", 1)[0][:120]
+    name = _RULE_NAMES.get(rule)
+    if name is None:
+        if len(_RULE_NAMES) >= 10_000:
+            _RULE_NAMES.clear()
+        name = _RULE_NAMES[rule] = rule.split(" (", 1)[0][:120]
+    return name
