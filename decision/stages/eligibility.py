@@ -26,10 +26,11 @@ def _label(owner: str, rule: Rule) -> str:
 
 
 # (id(candidate), placement id) -> (catalog version, candidate, its rules as
-# (owner, rule)): static per catalog version, built once. The entry keeps
+# (label, rule)): static per catalog version, built once. The entry keeps
 # its candidate alive, so the id stays its own.
 _PLANS: dict[tuple[int, str], tuple[str, Candidate, tuple[tuple[str, Rule], ...]]] = {}
 _PLANS_LIMIT = 100_000
+_UNSEEN = object()
 
 
 def _plan(catalog, placement, c: Candidate) -> tuple[tuple[str, Rule], ...]:
@@ -41,11 +42,11 @@ def _plan(catalog, placement, c: Candidate) -> tuple[tuple[str, Rule], ...]:
     content = catalog.contents.get(c.content_id)
     plan = []
     if placement.eligibility is not None:
-        plan.append((f"placement {placement.id}", placement.eligibility))
+        plan.append((_label(f"placement {placement.id}", placement.eligibility), placement.eligibility))
     if offer.eligibility is not None:
-        plan.append((f"offer {offer.id}", offer.eligibility))
+        plan.append((_label(f"offer {offer.id}", offer.eligibility), offer.eligibility))
     if content is not None and content.eligibility is not None:
-        plan.append((f"content {content.id}", content.eligibility))
+        plan.append((_label(f"content {content.id}", content.eligibility), content.eligibility))
     if len(_PLANS) >= _PLANS_LIMIT:
         _PLANS.clear()
     _PLANS[key] = (catalog.version, c, tuple(plan))
@@ -55,7 +56,7 @@ def _plan(catalog, placement, c: Candidate) -> tuple[tuple[str, Rule], ...]:
 def apply(situation: Situation, candidates: tuple[Candidate, ...]) -> StageResult:
     catalog = situation.catalog
     placement = situation.placement
-    # Each candidate's rules as (owner, rule), and the distinct compiled rules.
+    # Each candidate's rules as (label, rule), and the distinct compiled rules.
     plans = [_plan(catalog, placement, c) for c in candidates]
     programs: dict[int, CompiledRule | RuleError] = {}
     for plan in plans:
@@ -70,20 +71,33 @@ def apply(situation: Situation, candidates: tuple[Candidate, ...]) -> StageResul
 
     evaluator = Evaluator(situation.profile, situation.request.context, situation.now_ms)
     evaluator.prepare(p for p in programs.values() if isinstance(p, CompiledRule))
+    # A rule's verdict depends on the offer only when it reads `offer`, on the
+    # channel only when it reads `channel`: (rule, offer?, channel?) -> None
+    # (true) or why the candidate goes, worked out once per request.
+    reads = {rid: (p.uses_offer, p.uses_channel) for rid, p in programs.items() if isinstance(p, CompiledRule)}
+    verdicts: dict[tuple[int, str | None, str | None], str | None] = {}
+    offers = catalog.offers
     survivors: list[Candidate] = []
     removed: list[Removal] = []
     for c, plan in zip(candidates, plans):
         reason: Removal | None = None
-        for owner, rule in plan:
-            program = programs[id(rule)]
-            try:
-                if isinstance(program, RuleError):
-                    raise program
-                if not evaluator.evaluate(program, catalog.offers[c.offer_id], c.channel):
-                    reason = Removal(c, STAGE, _label(owner, rule), FALSE)
-            except (RuleError, RuleEvaluationError) as e:
-                reason = Removal(c, STAGE, _label(owner, rule), f"eligibility error: {e}")
-            if reason is not None:
+        for label, rule in plan:
+            rid = id(rule)
+            program = programs[rid]
+            if isinstance(program, RuleError):
+                reason = Removal(c, STAGE, label, f"eligibility error: {program}")
+                break
+            by_offer, by_channel = reads[rid]
+            key = (rid, c.offer_id if by_offer else None, c.channel if by_channel else None)
+            verdict = verdicts.get(key, _UNSEEN)
+            if verdict is _UNSEEN:
+                try:
+                    verdict = None if evaluator.evaluate(program, offers[c.offer_id], c.channel) else FALSE
+                except (RuleError, RuleEvaluationError) as e:
+                    verdict = f"eligibility error: {e}"
+                verdicts[key] = verdict
+            if verdict is not None:
+                reason = Removal(c, STAGE, label, verdict)
                 break
         if reason is None:
             survivors.append(c)
