@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import tempfile
 import time
 import tracemalloc
@@ -94,6 +95,19 @@ def logs(n: int, actions: int, catalog_version: str, seed: int = 0) -> tuple[lis
     return decisions, rewards
 
 
+def _own_cores(server) -> None:
+    """With two cores or more, the learner (this process) and the Redis
+    server each get one of their own, as in production, so that the figure
+    is the learner's core and not a share of it."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or server.process is None:
+        return
+    from decision.bench.procs import pin_all_threads
+
+    pin_all_threads(server.process.pid, [cpus[-1]])
+    os.sched_setaffinity(0, [cpus[0]])
+
+
 async def _bench(decisions: int, actions: int) -> dict:
     from decision.learning.learner import Learner, LearnerConfig, load_learner_catalog
     from decision.store.embedded import EmbeddedRedis
@@ -103,6 +117,7 @@ async def _bench(decisions: int, actions: int) -> dict:
         catalog = Path(tmp) / "catalog.yaml"
         catalog.write_text(catalog_text(actions))
         server = await asyncio.to_thread(EmbeddedRedis(Path(tmp) / "redis", appendonly=False).start)
+        _own_cores(server)
         redis = connect(server.url, timeout_s=30)
         try:
             loaded = load_learner_catalog(catalog)
