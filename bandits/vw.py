@@ -626,8 +626,11 @@ class VWPolicy:
         return actions_example_text(context.features, actions, (chosen, self.cost(reward), probability))
 
     def learn_text(self, text: str) -> None:
+        self._learn_examples(self._ws._parse(text))
+
+    def _learn_examples(self, exs: list) -> None:
+        """Learn one multi-line example (shared first) and finish it."""
         ws = self._ws
-        exs = ws._parse(text)
         try:
             ws.learn_multi(exs)
         finally:
@@ -664,12 +667,7 @@ class VWPolicy:
             _num(float(probability)), " ", action_text(actions[chosen].features))))
         exs = [shared, *parsed]
         exs[chosen + 1] = labelled
-        try:
-            ws.learn_multi(exs)
-        finally:
-            ws._finish_example_multi_ex(exs)
-        self.examples_learned += 1
-        self._since_save += 1
+        self._learn_examples(exs)
 
     def _parsed_actions(self, actions: Sequence[Action]) -> list[vowpalwabbit.Example] | None:
         """The unlabelled examples of `actions` in order (None when an action
