@@ -28,9 +28,10 @@ What it is:
 
 Timeouts belong to the caller (decision/store/guard.py runs every call in
 a time budget). A caller that gives up leaves its reply to be read and
-dropped. When the oldest unanswered command is older than ``stale_s`` (a
-hung server, a half-open socket), the connection is dropped, every waiter
-gets ConnectionError, and the next call connects again.
+dropped. When the oldest unanswered command is older than ``stale_s`` (5 s:
+a hung server, a half-open socket; not a busy event loop, which can leave
+replies unread for a while), the connection is dropped, every waiter gets
+ConnectionError, and the next call connects again.
 
 URLs: ``unix://`` and ``redis://`` with user, password and db. Anything
 else (``rediss://``, cluster) is served by redis-py: see ``hot_client``.
@@ -125,7 +126,7 @@ class _Protocol(asyncio.Protocol):
 
 
 class RespClient:
-    def __init__(self, url: str, *, connect_timeout_s: float = 1.0, stale_s: float = 1.0) -> None:
+    def __init__(self, url: str, *, connect_timeout_s: float = 1.0, stale_s: float = 5.0) -> None:
         options = parse_url(url)
         self.url = url
         self.path: str | None = options.get("path")

@@ -23,7 +23,12 @@ CONSENTED = {"marketing": "granted", "service": "granted", "channel:email": "gra
 async def svc(redis, redis_url):
     # 2026-11-18 12:00 UTC
     clock = ManualClock(ms=1_795_003_200_000)
-    s = await start_service(redis_url, CATALOG, clock)
+    # These tests are about atomic reservations, not the Redis time budget:
+    # 60 concurrent decides in one event loop can keep a reply waiting past
+    # the default 50 ms, and a reservation that outruns its budget is
+    # answered degraded though Redis recorded it (by design: its outcome is
+    # unknown). A fresh-clone CI run once saw 2 grants instead of 3 that way.
+    s = await start_service(redis_url, CATALOG, clock, redis_budget_s=5.0)
     writer = ProfileWriter(s.app.redis)
     for i in range(120):
         await writer.write(parse_line({"id": f"pid:p{i}", "consent": CONSENTED,
@@ -42,7 +47,7 @@ def _got(resp, offer):
 async def test_fifty_concurrent_decides_never_exceed_a_cap_of_three(svc):
     resps = await asyncio.gather(*(svc.decide("capped_spot", "pid:p0") for _ in range(60)))
     granted = [r for r in resps if _got(r, "capped")]
-    assert len(granted) == 3
+    assert len(granted) == 3, sorted((r.arm, r.fallback) for r in resps)
     assert all(r.fallback and r.items[0].offer_id == "filler" for r in resps if r not in granted)
 
 
