@@ -49,8 +49,9 @@ def _plan(catalog, placement, c: Candidate) -> tuple[tuple[str, Rule], ...]:
         plan.append((_label(f"content {content.id}", content.eligibility), content.eligibility))
     if len(_PLANS) >= _PLANS_LIMIT:
         _PLANS.clear()
-    _PLANS[key] = (catalog.version, c, tuple(plan))
-    return tuple(plan)
+    built = tuple(plan)
+    _PLANS[key] = (catalog.version, c, built)
+    return built
 
 
 def apply(situation: Situation, candidates: tuple[Candidate, ...]) -> StageResult:
