@@ -27,19 +27,23 @@ from bandits.policy import Action, Context
 from bandits.vw import VWPolicy, example_text
 
 
+def shared_features(rng: np.random.Generator, i: int) -> dict:
+    """The i-th synthetic shared features, shaped like the service's: 8 user
+    and 4 context features (the learner's benchmark draws the same ones)."""
+    return {
+        "user": {"segment": f"s{rng.integers(8)}", "country": f"c{rng.integers(20)}",
+                 "tenure_y": float(rng.integers(0, 20)), "spend_90d": float(rng.gamma(2.0, 50.0)),
+                 "seg_vip": 1.0, "ev7_view": float(rng.integers(0, 5)), "ev7_click": float(rng.integers(0, 2)),
+                 "age_band": f"a{rng.integers(6)}"},
+        "context": {"hour_of_week": str(rng.integers(168)),
+                    "daypart": ("night", "morning", "afternoon", "evening")[i % 4],
+                    "page": f"p{rng.integers(5)}", "device_class": ("mobile", "desktop")[i % 2]},
+    }
+
+
 def make_data(n: int, n_actions: int, seed: int = 0) -> tuple[list[Context], list[Action]]:
     rng = np.random.default_rng(seed)
-    contexts = []
-    for i in range(n):
-        contexts.append(Context({
-            "user": {"segment": f"s{rng.integers(8)}", "country": f"c{rng.integers(20)}",
-                     "tenure_y": float(rng.integers(0, 20)), "spend_90d": float(rng.gamma(2.0, 50.0)),
-                     "seg_vip": 1.0, "ev7_view": float(rng.integers(0, 5)), "ev7_click": float(rng.integers(0, 2)),
-                     "age_band": f"a{rng.integers(6)}"},
-            "context": {"hour_of_week": str(rng.integers(168)),
-                        "daypart": ("night", "morning", "afternoon", "evening")[i % 4],
-                        "page": f"p{rng.integers(5)}", "device_class": ("mobile", "desktop")[i % 2]},
-        }))
+    contexts = [Context(shared_features(rng, i)) for i in range(n)]
     actions = [
         Action(f"o{j}/c{j}/email", {
             "offer": {"id": f"o{j}", "value": float(10 + j), "margin": 0.2, f"tag_t{j % 4}": 1.0,

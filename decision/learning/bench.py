@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bandits.bench_learn import shared_features
 from decision.feature_tables import FeatureTables, TablePublisher
 from decision.records import DecisionRecord, LoggedAction, LoggedItem, RewardRecord
 from decision.store import keys
@@ -70,15 +71,7 @@ def logs(n: int, actions: int, catalog_version: str, seed: int = 0) -> tuple[lis
     decisions, rewards = [], []
     for i in range(n):
         ts = T0 + i * 100
-        context = {
-            "user": {"segment": f"s{rng.integers(8)}", "country": f"c{rng.integers(20)}",
-                     "tenure_y": float(rng.integers(0, 20)), "spend_90d": float(rng.gamma(2.0, 50.0)),
-                     "seg_vip": 1.0, "ev7_view": float(rng.integers(0, 5)), "ev7_click": float(rng.integers(0, 2)),
-                     "age_band": f"a{rng.integers(6)}"},
-            "context": {"hour_of_week": str(rng.integers(168)),
-                        "daypart": ("night", "morning", "afternoon", "evening")[i % 4],
-                        "page": f"p{rng.integers(5)}", "device_class": ("mobile", "desktop")[i % 2]},
-        }
+        context = shared_features(rng, i)
         a = int(rng.integers(actions))
         did = f"bench{i:08d}"
         decisions.append(DecisionRecord(
