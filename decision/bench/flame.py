@@ -19,7 +19,6 @@ goes") says how that part was measured instead.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -29,11 +28,6 @@ from pathlib import Path
 from decision.bench import procs
 from decision.bench.loadgen import Step, Target, summarize
 from decision.bench.run import PROFILES, REPO_ROOT, Bench
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                 [spy, "record", "-p", str(service.pid), "-d", str(args.seconds), "-r", "500", "--nonblocking",
                  "-o", str(args.out), *(["-f", "raw"] if args.raw else [])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            before = _cpu_s(service.pid)
+            before = procs.cpu_seconds(service.pid)
             s = summarize(gen.run(Step(args.rate, args.seconds, 0)))
-            after = _cpu_s(service.pid)
+            after = procs.cpu_seconds(service.pid)
             _, err = record.communicate(timeout=60)
             if record.returncode != 0:
                 print(f"nba bench flame: py-spy failed: {err.decode(errors='replace').strip()}", file=sys.stderr)
