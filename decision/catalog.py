@@ -234,6 +234,11 @@ class Catalog:
     candidates: Mapping[str, tuple[Candidate, ...]] = field(default_factory=_empty)
     # content id -> Content (content ids are unique across the catalog)
     contents: Mapping[str, Content] = field(default_factory=_empty)
+    # What the stages derive from this catalog once instead of per request
+    # (a candidate's Action and rule plan, its caps): it lives and dies with
+    # this object, so a reload starts afresh. Not an init field: replace()
+    # gives the new catalog an empty one.
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 # ---------------------------------------------------------------------------

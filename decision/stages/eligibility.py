@@ -25,19 +25,16 @@ def _label(owner: str, rule: Rule) -> str:
     return f"{owner}: {' '.join(rule.text.split())}"
 
 
-# (id(candidate), placement id) -> (catalog version, candidate, its rules as
-# (label, rule)): static per catalog version, built once. The entry keeps
-# its candidate alive, so the id stays its own.
-_PLANS: dict[tuple[int, str], tuple[str, Candidate, tuple[tuple[str, Rule], ...]]] = {}
-_PLANS_LIMIT = 100_000
 _UNSEEN = object()
 
 
 def _plan(catalog, placement, c: Candidate) -> tuple[tuple[str, Rule], ...]:
-    key = (id(c), placement.id)
-    hit = _PLANS.get(key)
-    if hit is not None and hit[1] is c and hit[0] == catalog.version:
-        return hit[2]
+    """The candidate's rules as (label, rule), built once per catalog
+    (catalog.memo; the entry keeps its candidate alive, so the id stays its own)."""
+    key = ("eligibility", id(c), placement.id)
+    hit = catalog.memo.get(key)
+    if hit is not None and hit[0] is c:
+        return hit[1]
     offer = catalog.offers[c.offer_id]
     content = catalog.contents.get(c.content_id)
     plan = []
@@ -47,10 +44,8 @@ def _plan(catalog, placement, c: Candidate) -> tuple[tuple[str, Rule], ...]:
         plan.append((_label(f"offer {offer.id}", offer.eligibility), offer.eligibility))
     if content is not None and content.eligibility is not None:
         plan.append((_label(f"content {content.id}", content.eligibility), content.eligibility))
-    if len(_PLANS) >= _PLANS_LIMIT:
-        _PLANS.clear()
     built = tuple(plan)
-    _PLANS[key] = (catalog.version, c, built)
+    catalog.memo[key] = (c, built)
     return built
 
 

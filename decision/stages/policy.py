@@ -62,25 +62,19 @@ def pick_arm(situation: Situation, rng: np.random.Generator) -> tuple[Arm, str]:
     return next(a for a in arms if a.name == name), assignment
 
 
-# id(candidate) -> (catalog version, candidate, its Action). The catalog's
-# Candidate objects reach this stage themselves, so each candidate's Action
-# is built once per catalog version and the same object comes back on every
-# request (the VW policy caches its example text by Action identity). The
-# entry keeps its candidate alive, so the id stays its own.
-_ACTIONS: dict[int, tuple[str, Candidate, Action]] = {}
-_ACTIONS_LIMIT = 100_000
-
-
 def action_of(catalog: Catalog, c: Candidate) -> Action:
-    hit = _ACTIONS.get(id(c))
-    if hit is not None and hit[1] is c and hit[0] == catalog.version:
-        return hit[2]
+    """The candidate's Action, built once per catalog (catalog.memo): the
+    same object comes back on every request, and the VW policy caches its
+    example text by Action identity. The entry keeps its candidate alive,
+    so the id stays its own."""
+    key = ("action", id(c))
+    hit = catalog.memo.get(key)
+    if hit is not None and hit[0] is c:
+        return hit[1]
     offer = catalog.offers[c.offer_id]
     action = Action(id=c.label, features=action_features(catalog, c), value=offer.value,
                     priority=offer.priority, group=c.offer_id)
-    if len(_ACTIONS) >= _ACTIONS_LIMIT:
-        _ACTIONS.clear()
-    _ACTIONS[id(c)] = (catalog.version, c, action)
+    catalog.memo[key] = (c, action)
     return action
 
 

@@ -19,7 +19,7 @@ and the atomic check name a refusal with the same words.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from decision.catalog import Cap, Catalog, Channel, Offer, QuietHours, Suppression
 from decision.domain import Candidate, Exposure, Removal, StageResult
@@ -62,29 +62,20 @@ def cap_filter(cap: Cap, offer_id: str, channel: str) -> tuple[str, tuple[str, .
     return "", group
 
 
-# (catalog version, offer id, channel) -> (the offer, the catalog's person
-# caps, caps_for's answer): static per catalog, checked by identity so that
-# two catalogs with one version (built in code) never share an answer.
-_CAPS: dict[tuple[str, str, str], tuple[Offer, Any, tuple[tuple[Cap, str, tuple[str, ...]], ...]]] = {}
-_CAPS_LIMIT = 100_000
-
-
 def caps_for(catalog: Catalog, offer: Offer, channel: str) -> tuple[tuple[Cap, str, tuple[str, ...]], ...]:
     """Every cap that applies to the candidate with its filter, offer caps
-    first; worked out once per catalog, offer and channel."""
-    key = (catalog.version, offer.id, channel)
-    hit = _CAPS.get(key)
-    if hit is not None and hit[0] is offer and hit[1] is catalog.person_caps:
-        return hit[2]
+    first; worked out once per catalog, offer and channel (catalog.memo)."""
+    key = ("caps", offer.id, channel)
+    hit = catalog.memo.get(key)
+    if hit is not None and hit[0] is offer:
+        return hit[1]
     found = []
     for cap in (*offer.caps, *catalog.person_caps):
         f = cap_filter(cap, offer.id, channel)
         if f is not None:
             found.append((cap, f[0], f[1]))
-    if len(_CAPS) >= _CAPS_LIMIT:
-        _CAPS.clear()
     out = tuple(found)
-    _CAPS[key] = (offer, catalog.person_caps, out)
+    catalog.memo[key] = (offer, out)
     return out
 
 
