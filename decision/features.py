@@ -87,17 +87,13 @@ def shared_features(profile: Profile, context: Mapping[str, Value], now_ms: int)
     return {"user": user, "context": ctx}
 
 
-_ACTION_CACHE: dict[tuple[str, Candidate], Mapping[str, Mapping[str, Any]]] = {}
-
-
 def action_features(catalog: Catalog, c: Candidate) -> Mapping[str, Mapping[str, Any]]:
-    """Action features depend only on the catalog: built once per catalog version."""
-    key = (catalog.version, c)
-    features = _ACTION_CACHE.get(key)
+    """Action features depend only on the catalog: built once per catalog
+    (catalog.memo), the same mapping for equal candidates."""
+    key = ("features", c)
+    features = catalog.memo.get(key)
     if features is None:
-        if len(_ACTION_CACHE) > 100_000:
-            _ACTION_CACHE.clear()
-        features = _ACTION_CACHE[key] = _build_action_features(catalog, c)
+        features = catalog.memo[key] = _build_action_features(catalog, c)
     return features
 
 
