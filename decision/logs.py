@@ -32,33 +32,38 @@ class Logs:
         self.config = config
 
     async def write_decision(self, record: DecisionRecord, person_key: str, served: list[tuple[str, int]]) -> None:
-        """Log the decision and keep what Reward needs to find it, in one round trip.
+        await self.write_decisions([(record, person_key, served)])
 
-        The decision key outlives the join window by a day so that late
-        rewards inside the window are still accepted.
+    async def write_decisions(self, rows: list[tuple[DecisionRecord, str, list[tuple[str, int]]]]) -> None:
+        """Log decisions and keep what Reward needs to find them, in one round trip.
+
+        Each row: the record, the person key its pressure is counted on, and
+        the (offer, rank) pairs returned to the caller, the fallback offer
+        included, so that its rewards are accepted too. The decision key
+        outlives the join window by a day so that late rewards inside the
+        window are still accepted.
         """
-        ttl_s = record.join_window_s + 86_400
-        # `served` are the (offer, rank) pairs returned to the caller, the
-        # fallback offer included, so that its rewards are accepted too.
-        items = [{"offer": offer, "rank": rank} for offer, rank in served]
-        # MULTI: the decision key and the log row land together or not at all,
+        # MULTI: decision keys and log rows land together or not at all,
         # which is what makes the spool replay's "key exists -> skip" exact.
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(
-            keys.decision(record.decision_id),
-            mapping={
-                "placement": record.placement,
-                "arm": record.arm,
-                "policy": record.policy,
-                "pk": person_key,
-                "ts": record.ts_ms,
-                "items": json.dumps(items, separators=(",", ":")),
-                "window": record.join_window_s,
-            },
-        )
-        pipe.expire(keys.decision(record.decision_id), ttl_s)
-        pipe.xadd(self.config.decision_stream, {"r": record.to_json()},
-                  maxlen=self.config.max_len, approximate=True)
+        for record, person_key, served in rows:
+            key = keys.decision(record.decision_id)
+            pipe.hset(
+                key,
+                mapping={
+                    "placement": record.placement,
+                    "arm": record.arm,
+                    "policy": record.policy,
+                    "pk": person_key,
+                    "ts": record.ts_ms,
+                    "items": json.dumps([{"offer": offer, "rank": rank} for offer, rank in served],
+                                        separators=(",", ":")),
+                    "window": record.join_window_s,
+                },
+            )
+            pipe.expire(key, record.join_window_s + 86_400)
+            pipe.xadd(self.config.decision_stream, {"r": record.to_json()},
+                      maxlen=self.config.max_len, approximate=True)
         await pipe.execute()
 
     async def write_reward(self, record: RewardRecord) -> None:

@@ -63,6 +63,8 @@ REDIS_ERRORS = _meter.create_counter("nba_redis_errors", description="Redis erro
 REWARDS = _meter.create_counter("nba_rewards", description="reward events")
 REWARD_LAG = _meter.create_histogram("nba_reward_join_lag", unit="s", description="reward time minus decision time")
 SPOOLED = _meter.create_counter("nba_spool_entries", description="entries written to the local spool")
+LOG_ROWS_LOST = _meter.create_counter("nba_decision_log_rows_lost",
+                                      description="decision log rows neither Redis nor the spool took")
 MODEL_LOAD_ERRORS = _meter.create_counter("nba_model_load_errors", description="model snapshots refused")
 
 _model_sources: list[Callable[[], Iterable[tuple[str, str, str]]]] = []

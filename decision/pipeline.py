@@ -1,7 +1,8 @@
 """The decide flow, as a readable list of stages.
 
     resolve identity -> fetch profile -> candidates -> eligibility -> consent
-    -> pressure -> policy -> commit (reserve pressure, log)
+    -> pressure -> policy -> commit (reserve pressure; the log row is queued
+    and written after the answer, decision/logwriter.py)
 
 No gRPC and no protobuf here: the servicer converts at the edge.
 """
@@ -31,6 +32,7 @@ from decision.domain import (
 from decision.feature_tables import TablePublisher
 from decision.ids import new_decision_id
 from decision.logs import Logs
+from decision.logwriter import DecisionLogWriter, Pending
 from decision.policies import PolicyBook
 from decision.privacy import Pseudonymizer
 from decision.records import DecisionRecord, LoggedAction, LoggedItem, LoggedRemoval
@@ -39,7 +41,7 @@ from decision.spool import Spool
 from decision.store.guard import store_call
 from decision.store.pressure_store import reserve
 from decision.store.redis_store import ProfileStore
-from decision.tracing import span
+from decision.tracing import current_span_context, span
 
 # Redis calls of one request get this much time at most, and never more than
 # half of what is left of the caller's deadline.
@@ -96,9 +98,11 @@ class Decider:
         self._decisions = 0  # for sampling the per-stage latency histograms
         self._spent_budgets: dict[str, int] = {}  # offer id -> until when it is left out (ms)
         # Records reference their actions' features in the catalog version's
-        # feature table: written at catalog load (server) and checked here
-        # before each record is logged (decision/feature_tables.py).
+        # feature table: written at catalog load (server) and checked by the
+        # log writer before each batch is logged (decision/feature_tables.py).
         self.tables = TablePublisher(redis, logs.config)
+        # Log rows are written after the answer, in batches (decision/logwriter.py).
+        self.log_writer = DecisionLogWriter(logs, self.tables, spool)
 
     def _placement(self, catalog: Catalog, request: DecideRequest) -> Placement:
         placement = catalog.placements.get(request.placement)
@@ -272,20 +276,13 @@ class Decider:
 
         logged = not request.dry_run
         if logged:
-            record = self._record(situation, outcome, items, picks, removed, decision_id, fallback)
-            served = [(i.candidate.offer_id, i.rank) for i in items]
-            try:
-                async with store_call("log_decision", budget):
-                    if self.tables.due(catalog.version):
-                        await self.tables.publish(catalog)
-                    await self.logs.write_decision(record, situation.counted_key, served)
-            except errors.StoreUnavailable:
-                if self.spool is None:
-                    raise
-                # The exposure is reserved and the answer is ready: keep the row
-                # locally rather than fail or lose it.
-                await self.spool.add_decision(record, situation.counted_key, served)
-                metrics.SPOOLED.add(1, {"kind": "decision"})
+            # The row is built and written after the answer; a Reward of this
+            # decision waits for it (Rewards.accept -> DecisionLogWriter.landed).
+            removals = tuple(removed)
+            self.log_writer.submit(Pending(
+                decision_id, catalog,
+                lambda: self._record(situation, outcome, items, picks, removals, decision_id, fallback),
+                situation.counted_key, [(i.candidate.offer_id, i.rank) for i in items], current_span_context()))
 
         return Decision(
             decision_id=decision_id,
@@ -312,7 +309,8 @@ class Decider:
         return (ChosenItem(Candidate(placement.fallback_offer, content.id, content.channel), 1, 1.0, 0.0, content.template),)
 
     def _record(self, situation: Situation, outcome: policy.PolicyOutcome, items: tuple[ChosenItem, ...],
-                picks: list[policy.Pick], removed: list[Removal], decision_id: str, fallback: bool) -> DecisionRecord:
+                picks: list[policy.Pick], removed: tuple[Removal, ...], decision_id: str,
+                fallback: bool) -> DecisionRecord:
         request = situation.request
         # features=None: by reference to the catalog version's feature table (records v2)
         actions = tuple(

@@ -21,6 +21,7 @@ from decision.catalog import Catalog, RewardSpec
 from decision.clock import Clock
 from decision.domain import RewardAck, RewardEvent
 from decision.logs import Logs
+from decision.logwriter import DecisionLogWriter
 from decision.records import RewardRecord
 from decision.spool import Spool
 from decision.store import keys
@@ -61,8 +62,9 @@ def reward_value(spec: RewardSpec, event: RewardEvent, offer_value: float) -> fl
 
 class Rewards:
     def __init__(self, redis: aioredis.Redis, logs: Logs, clock: Clock, spool: Spool | None = None,
-                 budget_s: float = REDIS_BUDGET_S) -> None:
+                 budget_s: float = REDIS_BUDGET_S, log_writer: DecisionLogWriter | None = None) -> None:
         self.redis = redis
+        self.log_writer = log_writer
         self.logs = logs
         self.clock = clock
         self.spool = spool
@@ -75,6 +77,11 @@ class Rewards:
             event = RewardEvent(event.decision_id, event.offer_id, event.event_type, event.event_id, event.value,
                                 self.clock.now_ms())
         try:
+            if self.log_writer is not None and self.log_writer.holds(event.decision_id):
+                # Its decision's row may still be on its way (written after the
+                # answer): wait for it to be in Redis or the spool.
+                async with store_call("decision_logged", self.budget_s):
+                    await self.log_writer.landed(event.decision_id)
             if self.spool is not None and event.decision_id in self.spool.decision_ids:
                 # Its decision waits in the spool: the reward waits behind it.
                 raise errors.StoreUnavailable("the decision of this reward is still in the spool")

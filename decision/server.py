@@ -175,7 +175,7 @@ class App:
             redis_budget_s=s.redis_budget_s,
         )
         await self.decider.tables.publish(catalog)  # feature table: decision records v2 reference it
-        self.rewards = Rewards(self.hot, hot_logs, self.clock, self.spool)
+        self.rewards = Rewards(self.hot, hot_logs, self.clock, self.spool, log_writer=self.decider.log_writer)
         # --- learning loop (decision/models.py): serve the learner's snapshots from the first request on
         from decision.models import ModelWatcher
 
@@ -336,6 +336,11 @@ class App:
         self.health.close_watches()
         if self.server is not None:
             await self.server.stop(self.settings.grace_s)
+        if hasattr(self, "decider"):  # the rows of the last answers, before Redis is closed
+            try:
+                await asyncio.wait_for(self.decider.log_writer.drain(), timeout=self.settings.grace_s)
+            except Exception:  # noqa: BLE001
+                log.warning("decision log: %d rows not written at stop", self.decider.log_writer.pending())
         if hasattr(self, "spool"):
             try:  # last chance to hand spooled rows to Redis; they stay on disk otherwise
                 await asyncio.wait_for(self.replay_spool(), timeout=self.settings.grace_s)

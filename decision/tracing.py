@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from opentelemetry import trace
 
@@ -23,10 +23,20 @@ _NO_SPAN = contextlib.nullcontext()
 _enabled = False
 
 
-def span(name: str, attributes: Mapping[str, str | int | float | bool] | None = None):
+def span(name: str, attributes: Mapping[str, str | int | float | bool] | None = None,
+         links: Sequence[trace.SpanContext] = ()):
     if not _enabled:
         return _NO_SPAN
-    return tracer.start_as_current_span(name, attributes=attributes)
+    return tracer.start_as_current_span(name, attributes=attributes, links=[trace.Link(c) for c in links])
+
+
+def current_span_context() -> trace.SpanContext | None:
+    """The current span's context, to link work done later for this request
+    (e.g. its decision log row) back to it; None when not tracing."""
+    if not _enabled:
+        return None
+    ctx = trace.get_current_span().get_span_context()
+    return ctx if ctx.is_valid else None
 
 
 def refresh() -> bool:

@@ -41,8 +41,18 @@ async def test_one_span_per_rpc_with_a_child_per_stage_and_redis_call(service):
     for stage in ("identity", "candidates", "eligibility", "consent", "pressure", "policy", "commit"):
         assert f"nba.stage.{stage}" in names
     redis_spans = [s for s in spans if s.name.startswith("redis ")]
-    assert {s.attributes["db.operation"] for s in redis_spans} >= {"fetch_profile", "reserve", "log_decision"}
+    assert {s.attributes["db.operation"] for s in redis_spans} >= {"fetch_profile", "reserve"}
     assert all(s.context.trace_id == rpc.context.trace_id for s in spans)
+    # The log row is written after the answer, in a trace of its own that links to the request's.
+    await service.app.decider.log_writer.drain()
+    (write,) = [s for s in EXPORTER.get_finished_spans() if s.name == "nba.decision_log.write"]
+    assert write.parent is None and write.context.trace_id != rpc.context.trace_id
+    (link,) = write.links  # to the request's commit stage
+    assert link.context.trace_id == rpc.context.trace_id
+    assert link.context.span_id in {s.context.span_id for s in spans if s.name == "nba.stage.commit"}
+    (log_call,) = [s for s in EXPORTER.get_finished_spans() if s.name == "redis log_decision"]
+    assert log_call.parent.span_id == write.context.span_id
+    spans = EXPORTER.get_finished_spans()
     # no personal identifier anywhere in names or attributes
     text = json.dumps([[s.name, dict(s.attributes or {})] for s in spans])
     assert "tom" not in text and "pid:" not in text
