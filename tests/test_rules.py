@@ -8,8 +8,8 @@ from types import MappingProxyType
 import pytest
 
 from decision.catalog import Catalog, Channel, Content, Offer, Placement, Rule
-from decision.domain import Candidate, DecideRequest, Event, Identity, IdentityType, Profile
-from decision.rules import NEVER_DAYS, Evaluator, RuleError, RuleEvaluationError, compile_rule
+from decision.domain import Candidate, DecideRequest, Event, Identity, IdentityType, Profile, Removal, StageResult
+from decision.rules import NEVER_DAYS, Evaluator, RuleError, RuleEvaluationError, compile_rule, selected_fields
 from decision.stages import Situation
 from decision.stages import eligibility
 from decision.store.redis_store import ProfileDocument, ProfileWriter, RedisProfileStore
@@ -340,6 +340,119 @@ def test_stage_refuses_an_uncompilable_rule_at_run_time_without_failing():
     result = eligibility.apply(_situation(cat, profile()), cat.candidates["home"])
     assert [c.offer_id for c in result.survivors] == ["fine", "fine"]
     assert all("eligibility error: " in r.detail and "Syntax error" in r.detail for r in result.removed)
+
+
+def _reference(situation: Situation, candidates: tuple[Candidate, ...]) -> StageResult:
+    """The stage as its docstring states it, sharing nothing between rules
+    or requests: each rule compiled and evaluated on its own."""
+    catalog, placement = situation.catalog, situation.placement
+    survivors, removed = [], []
+    for c in candidates:
+        offer = catalog.offers[c.offer_id]
+        content = catalog.contents.get(c.content_id)
+        owned = [(f"placement {placement.id}", placement.eligibility), (f"offer {offer.id}", offer.eligibility),
+                 (f"content {c.content_id}", content.eligibility if content else None)]
+        reason = None
+        for owner, rule in owned:
+            if rule is None:
+                continue
+            try:
+                evaluator = Evaluator(situation.profile, situation.request.context, situation.now_ms)
+                detail = None if evaluator.evaluate(compile_rule(rule.text), offer, c.channel) else eligibility.FALSE
+            except (RuleError, RuleEvaluationError) as e:
+                detail = f"eligibility error: {e}"
+            if detail is not None:
+                reason = Removal(c, "eligibility", f"{owner}: {' '.join(rule.text.split())}", detail)
+                break
+        if reason is None:
+            survivors.append(c)
+        else:
+            removed.append(reason)
+    return StageResult(tuple(survivors), tuple(removed))
+
+
+_MIXED_RULES = {
+    "a": 'profile.tier == "gold"',                       # fails where tier is missing
+    "b": 'channel == "web" && offer.value > 5.0',        # per channel and offer
+    "c": "profile.age >",                                # does not compile
+    "d": '"vip" in segments || has_event(events, "click", duration("24h"))',
+    "e": None,
+    "f": 'profile.tier == "gold"',                       # a's text, another Rule
+    "g": "size(events.filter(e, e.type == \"click\")) > 0 && profile.age >= 18",  # events as CEL maps
+}
+
+
+def test_stage_matches_rule_by_rule_evaluation_over_many_profiles_and_candidate_sets():
+    # The stage keeps per catalog what does not depend on the profile (the
+    # plan of each candidate, the fields to convert per set of rules) and
+    # shares each verdict among the candidates it guards: none of that may
+    # change a survivor, a removal, its order or its text.
+    cat = _catalog(_MIXED_RULES, placement_rule='!("blocked" in segments)',
+                   content_rules={"d-email": "local_hour >= 12", "e-web": 'context.page == "home"'})
+    everyone = cat.candidates["home"]
+    subsets = [everyone, tuple(reversed(everyone)), tuple(c for c in everyone if c.channel == "web"),
+               tuple(c for c in everyone if c.offer_id in "bde"), everyone[:1], ()]
+    profiles = [
+        profile(),
+        profile(attributes={"tier": "gold", "age": 40}, segments=("vip",)),
+        profile(attributes={"tier": "silver", "age": 12, "timezone": "Asia/Tokyo"},
+                events=[ev("click", HOUR, channel="web")]),
+        profile(attributes={"tier": 3}, segments=("blocked", "vip")),
+        profile(attributes={"age": "forty"}, events=[ev("click", 2 * DAY)]),
+    ]
+    checked = 0
+    for _ in range(2):  # the second round runs on the memo the first one filled
+        for p in profiles:
+            for context in ({}, {"page": "home"}):
+                for candidates in subsets:
+                    situation = _situation(cat, p, context)
+                    assert eligibility.apply(situation, candidates) == _reference(situation, candidates)
+                    checked += 1
+    assert checked == 2 * len(profiles) * 2 * len(subsets)
+
+
+def test_stage_stays_right_when_its_tables_start_over(monkeypatch):
+    monkeypatch.setattr(eligibility, "_MAX_ENTRIES", 2)
+    cat = _catalog(_MIXED_RULES, content_rules={"e-web": 'context.page == "home"'})
+    p = profile(attributes={"tier": "gold", "age": 40}, events=[ev("click", HOUR)])
+    for _ in range(3):
+        for keep in ("abcdefg", "bd", "ae", "g"):
+            # fresh objects every time, as a caller building its own candidates would pass
+            candidates = tuple(Candidate(c.offer_id, c.content_id, c.channel)
+                               for c in cat.candidates["home"] if c.offer_id in keep)
+            situation = _situation(cat, p, {"page": "home"})
+            assert eligibility.apply(situation, candidates) == _reference(situation, candidates)
+
+
+def test_stage_plans_candidates_and_placements_it_has_not_seen_by_what_they_are():
+    cat = _catalog({"a": 'profile.tier == "gold"', "b": None})
+    p = profile(attributes={"tier": "gold"})
+    own = cat.candidates["home"]
+    expected = eligibility.apply(_situation(cat, p), own)
+    # equal candidates that are other objects (built by a caller)
+    copies = tuple(Candidate(c.offer_id, c.content_id, c.channel) for c in own)
+    assert eligibility.apply(_situation(cat, p), copies) == expected
+    # another placement object under the same id, with a rule of its own
+    closed = Placement(id="home", channels=("web", "email"), max_items=3, eligibility=Rule("false", 1))
+    situation = Situation(request=_situation(cat, p).request, catalog=cat, placement=closed, profile=p,
+                          counted_key=p.key, anonymous=False, now_ms=NOW)
+    result = eligibility.apply(situation, own)
+    assert result.survivors == () and {r.rule for r in result.removed} == {"placement home: false"}
+    assert eligibility.apply(_situation(cat, p), own) == expected
+
+
+def test_expect_is_prepare_with_the_fields_worked_out_beforehand():
+    p = profile(attributes={"a": 1, "b": 2, "c": 3})
+    rules = [compile_rule("profile.a == 1"), compile_rule("profile.c == 3"), compile_rule('"b" in context')]
+    fields = selected_fields(rules)
+    assert fields == {"profile": frozenset({"a", "c"}), "context": None}
+    kept = dict(fields)
+    e = Evaluator(p, MappingProxyType({"b": "x"}), NOW)
+    e.expect(fields)
+    e.expect({"profile": frozenset({"b"})})  # merges, leaving the caller's mapping as it was
+    assert fields == kept
+    assert all(e.evaluate(r, None, "web") for r in rules)
+    assert e.evaluate(compile_rule("profile.b == 2"), None, "web")
 
 
 # ---------------------------------------------------------------------------

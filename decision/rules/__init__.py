@@ -18,6 +18,7 @@ from decision.rules.engine import (
     compile_rule,
     compiled,
     offer_map,
+    selected_fields,
 )
 from decision.rules.helpers import HELPERS, NEVER_DAYS, PURCHASE_TYPES
 
@@ -34,4 +35,5 @@ __all__ = [
     "compile_rule",
     "compiled",
     "offer_map",
+    "selected_fields",
 ]

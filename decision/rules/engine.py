@@ -405,6 +405,15 @@ def _union(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str]
     return None if a is None or b is None else a | b
 
 
+def selected_fields(rules: Any) -> dict[str, frozenset[str] | None]:
+    """Per map variable, every field the rules select (None: the whole map)."""
+    wanted: dict[str, frozenset[str] | None] = {}
+    for rule in rules:
+        for name, fields in rule.selects.items():
+            wanted[name] = _union(wanted[name], fields) if name in wanted else fields
+    return wanted
+
+
 class Evaluator:
     """The rules of one request over one profile. Not shared across requests
     (it caches results and CEL contexts for that request only)."""
@@ -435,9 +444,16 @@ class Evaluator:
         """Announce the rules this request may evaluate, so that each map
         variable is converted once with every field they select (optional:
         without it a map is re-bound when a later rule needs more fields)."""
-        for rule in rules:
-            for name, fields in rule.selects.items():
-                self._wanted[name] = _union(self._wanted[name], fields) if name in self._wanted else fields
+        self.expect(selected_fields(rules))
+
+    def expect(self, fields: Mapping[str, frozenset[str] | None]) -> None:
+        """`prepare` with the fields already worked out by selected_fields
+        (which a caller can keep across requests)."""
+        if not self._wanted:
+            self._wanted = dict(fields)
+            return
+        for name, need in fields.items():
+            self._wanted[name] = _union(self._wanted[name], need) if name in self._wanted else need
 
     def _map(self, name: str, fields: frozenset[str] | None) -> dict[str, Any]:
         p = self.profile
