@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
+# RFC 4648 base32 letters -> Crockford's: the digit values are the same.
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
 
 
 def new_decision_id(now_ms: int) -> str:
     """48 bits of milliseconds + 80 random bits, as 26 base32 characters."""
-    n = (now_ms & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
-    out = []
-    for _ in range(26):
-        out.append(_ALPHABET[n & 31])
-        n >>= 5
-    return "".join(reversed(out))
+    return encode((now_ms & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big"))
+
+
+def encode(n: int) -> str:
+    """A 128-bit number as 26 Crockford base32 characters, most significant
+    first: in 20 bytes it is preceded by 30 zero bits, 6 characters, dropped."""
+    return base64.b32encode(n.to_bytes(20, "big"))[6:].translate(_CROCKFORD).decode()

@@ -25,6 +25,7 @@ import math
 import random
 import re
 import string
+import time
 
 import grpc
 import pytest
@@ -218,7 +219,18 @@ def check_call(server, kind: str, call, request, size: int) -> tuple[grpc.Status
         assert field in FIELDS, f"INVALID_ARGUMENT does not name a field: {details!r}"
     if code is not grpc.StatusCode.OK:
         assert _stream_lengths(server) == before, f"a rejected {kind} ({code.name}) wrote a log row"
+    elif getattr(response, "logged", False):
+        _wait_logged(server, response.decision_id)
     return code, response
+
+
+def _wait_logged(server, decision_id: str, timeout_s: float = 5.0) -> None:
+    """A decision's log row is written right after its answer: wait for it, so
+    that the next input's "no row written" check is about that input alone."""
+    deadline = time.monotonic() + timeout_s
+    while not server.redis.exists(keys.decision(decision_id)):
+        assert time.monotonic() < deadline, f"decision {decision_id} answered as logged, but no row appeared"
+        time.sleep(0.001)
 
 
 REWARD_EVENTS = {"home_hero": ("click", "dismiss"), "product_banner": ("convert", "decline"),
