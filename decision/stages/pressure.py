@@ -195,6 +195,21 @@ def _quiet_verdict(situation: Situation, channel: Channel,
     return verdict
 
 
+def _static(catalog: Catalog, c: Candidate) -> tuple[Offer, Channel, tuple[tuple[Cap, str, tuple[str, ...]], ...]]:
+    """The candidate's offer, channel and caps, once per catalog (catalog.memo;
+    the entry keeps its candidate alive, so the id stays its own)."""
+    key = ("pressure", id(c))
+    hit = catalog.memo.get(key)
+    if hit is not None and hit[0] is c:
+        return hit[1]
+    offer = catalog.offers[c.offer_id]
+    # An unknown channel (hand-built catalogs only: the loader refuses them) is outbound.
+    channel = catalog.channels.get(c.channel) or Channel(id=c.channel, outbound=True)
+    static = (offer, channel, caps_for(catalog, offer, c.channel))
+    catalog.memo[key] = (c, static)
+    return static
+
+
 def apply(situation: Situation, candidates: tuple[Candidate, ...]) -> StageResult:
     catalog = situation.catalog
     profile = situation.profile
@@ -211,22 +226,23 @@ def apply(situation: Situation, candidates: tuple[Candidate, ...]) -> StageResul
         for e in exposures:
             for k in ((e.offer_id, e.channel), (e.offer_id, ""), ("", e.channel), ("", "")):
                 buckets.setdefault(k, []).append(e.at_ms)
+    spent = situation.spent_budgets
     survivors: list[Candidate] = []
     removed: list[Removal] = []
     for c in candidates:
-        offer = catalog.offers[c.offer_id]
-        channel = catalog.channels.get(c.channel) or Channel(id=c.channel, outbound=True)
+        offer, channel, caps = _static(catalog, c)
         reason: Removal | None = None
 
-        if c.offer_id in situation.spent_budgets:
+        if spent and c.offer_id in spent:
             reason = Removal(c, STAGE, f"budget {c.offer_id} spent",
                              "global budget of the offer, all persons: spent at a recent reservation")
 
-        quiet = _quiet_verdict(situation, channel, quiet_cache) if reason is None else None
-        if quiet is not None:
-            reason = Removal(c, STAGE, quiet[0], quiet[1])
+        if reason is None and channel.quiet_hours is not None:
+            quiet = _quiet_verdict(situation, channel, quiet_cache)
+            if quiet is not None:
+                reason = Removal(c, STAGE, quiet[0], quiet[1])
 
-        if reason is None and channel.min_delay_s > 0:
+        if reason is None and channel.min_delay_s > 0 and exposures:  # no exposure: no last contact
             if c.channel not in last_seen:
                 last_seen[c.channel] = last_on_channel(exposures, c.channel)
             last = last_seen[c.channel]
@@ -235,13 +251,16 @@ def apply(situation: Situation, candidates: tuple[Candidate, ...]) -> StageResul
                                  f"last contact on {c.channel} counted on {key}")
 
         if reason is None:
-            for cap, f_offer, f_channels in caps_for(catalog, offer, c.channel):
-                k = (f_offer, f_channels, cap.window_s)
-                n = counts.get(k)
-                if n is None:
-                    since = now - cap.window_s * 1000
-                    n = counts[k] = sum(1 for ch in (f_channels or ("",))
-                                        for t in buckets.get((f_offer, ch), ()) if t > since)
+            for cap, f_offer, f_channels in caps:
+                if not exposures:  # nothing to count (a person seen for the first time in a month)
+                    n = 0
+                else:
+                    k = (f_offer, f_channels, cap.window_s)
+                    n = counts.get(k)
+                    if n is None:
+                        since = now - cap.window_s * 1000
+                        n = counts[k] = sum(1 for ch in (f_channels or ("",))
+                                            for t in buckets.get((f_offer, ch), ()) if t > since)
                 if n >= cap.limit:
                     reason = Removal(c, STAGE, cap_rule(cap, n), cap_detail(cap, offer.id, c.channel, key))
                     break
