@@ -35,7 +35,25 @@ import numpy as np
 _TWO_53 = float(1 << 53)
 
 
+# Arm lists already checked, by identity: the service passes one tuple per
+# placement on every request (decision/stages/policy.py), and checking costs
+# a few us there. Only a tuple of tuples is kept: it cannot change after
+# its check. Each entry keeps its tuple alive, so the id stays its own.
+_CHECKED_LIMIT = 1_024
+_checked: dict[int, tuple[tuple[str, float], ...]] = {}
+
+
 def _check(arms: Sequence[tuple[str, float]]) -> None:
+    if type(arms) is tuple and _checked.get(id(arms)) is arms:
+        return
+    _check_shares(arms)
+    if type(arms) is tuple and all(type(a) is tuple for a in arms):
+        if len(_checked) >= _CHECKED_LIMIT:
+            _checked.clear()
+        _checked[id(arms)] = arms
+
+
+def _check_shares(arms: Sequence[tuple[str, float]]) -> None:
     if not arms:
         raise ValueError("no arms to assign")
     names = [a[0] for a in arms]

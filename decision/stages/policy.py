@@ -17,7 +17,7 @@ from bandits.policy import Action, Context
 from bandits.sampling import choose_slate
 from decision.features import action_features, shared_features
 from decision.policies import PolicyBook
-from decision.catalog import Arm, Catalog
+from decision.catalog import Arm, Catalog, Placement
 from decision.domain import Candidate
 from decision.stages import Situation
 
@@ -50,16 +50,31 @@ class PolicyOutcome:
 
 def pick_arm(situation: Situation, rng: np.random.Generator) -> tuple[Arm, str]:
     arms = situation.placement.arms
-    shares = [(a.name, a.share) for a in arms]
     if len(arms) == 1:
         return arms[0], "person"
+    shares, by_name = _arm_shares(situation.catalog, situation.placement)
     if situation.request.identity.stable:
         name = assign_arm(situation.counted_key, situation.placement.salt, shares)
         assignment = "person"
     else:
         name = request_arm(rng, shares)
         assignment = "request"
-    return next(a for a in arms if a.name == name), assignment
+    return by_name[name], assignment
+
+
+def _arm_shares(catalog: Catalog, placement: Placement) -> tuple[tuple[tuple[str, float], ...], dict[str, Arm]]:
+    """The placement's (name, share) pairs and its arms by name, built once
+    per catalog (catalog.memo): the same tuple on every request, which
+    assign_arm checks once. The entry keeps its placement alive, so the id
+    stays its own."""
+    key = ("arm_shares", id(placement))
+    hit = catalog.memo.get(key)
+    if hit is not None and hit[0] is placement:
+        return hit[1], hit[2]
+    shares = tuple([(a.name, a.share) for a in placement.arms])
+    by_name = {a.name: a for a in placement.arms}  # unique: assign_arm and request_arm refuse repeats
+    catalog.memo[key] = (placement, shares, by_name)
+    return shares, by_name
 
 
 def action_of(catalog: Catalog, c: Candidate) -> Action:
@@ -102,7 +117,7 @@ def choose(situation: Situation, allowed: tuple[Candidate, ...], book: PolicyBoo
         context=shared,
         candidates=allowed,
         action_features=feats,
-        probabilities=tuple(float(p) for p in first.probabilities),
-        scores=tuple(float(s) for s in first.scores),
+        probabilities=tuple(first.probabilities.tolist()),  # Python floats, as float() of each gives
+        scores=tuple(first.scores.tolist()),
         picks=picks,
     )
