@@ -163,3 +163,36 @@ async def test_stopping_the_service_writes_the_rows_of_its_last_answers(redis, r
     logged = {r.decision_id for r in await Logs(redis).read_decisions(10)}
     assert logged == {a.decision_id for a in answers} | {record(99).decision_id}
     assert svc.app.spool.pending() == 0
+
+
+async def test_a_reward_sent_before_its_decision_row_landed_waits_for_it(redis, redis_url, tmp_path: Path):
+    import shutil
+
+    from decision.clock import ManualClock
+    from decision.nba.v1 import decision_pb2 as pb
+    from tests.e2e.conftest import start_service
+
+    catalog = tmp_path / "catalog.yaml"
+    shutil.copy(EXAMPLES / "catalog.yaml", catalog)
+    # redis-py's pooled client: the Reward's read does not queue behind the
+    # paused write on one connection, as it would on the pipelining client.
+    svc = await start_service(redis_url, catalog, ManualClock(ms=NOW), spool_dir=tmp_path / "spool",
+                              fast_redis=False)
+    try:
+        # The row is held up (writes paused); the Reward arrives first.
+        await redis.execute_command("CLIENT", "PAUSE", 150, "WRITE")
+        from dataclasses import replace
+
+        from decision.ids import new_decision_id
+
+        row = replace(record(5), decision_id=new_decision_id(NOW))
+        svc.app.decider.log_writer.submit(
+            Pending(row.decision_id, svc.app.holder.catalog, lambda: row, "pid:tom", [("brand_message", 1)]))
+        assert svc.app.decider.log_writer.holds(row.decision_id)
+        ack = await svc.stub.Reward(pb.RewardRequest(decision_id=row.decision_id, event_type="click",
+                                                     event_id="e-before-row"))
+    finally:
+        await svc.channel.close()
+        await svc.app.stop()
+    assert not ack.deferred and not ack.duplicate and ack.reward == 1.0
+    assert [r.event_id for r in await Logs(redis).read_rewards(10)] == ["e-before-row"]

@@ -68,7 +68,7 @@ def resolve(request: DecideRequest, own: Profile, linked: Profile | None) -> Res
     if consent == "granted":
         return Resolution(
             linked, linked.key, False,
-            (f"identity: linked to a known profile; consent to join granted, decided on that profile",),
+            ("identity: linked to a known profile; consent to join granted, decided on that profile",),
         )
     why = "refused" if consent == "denied" else "not given"
     return Resolution(
