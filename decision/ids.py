@@ -19,3 +19,15 @@ def encode(n: int) -> str:
     """A 128-bit number as 26 Crockford base32 characters, most significant
     first: in 20 bytes it is preceded by 30 zero bits, 6 characters, dropped."""
     return base64.b32encode(n.to_bytes(20, "big"))[6:].translate(_CROCKFORD).decode()
+
+
+def issued_ms(decision_id: str) -> int | None:
+    """The millisecond a decision id was made at (its first 10 characters),
+    or None when it is not in this alphabet."""
+    n = 0
+    for c in decision_id[:10]:
+        digit = _ALPHABET.find(c)
+        if digit < 0:
+            return None
+        n = n * 32 + digit
+    return n

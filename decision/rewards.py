@@ -10,6 +10,7 @@ event is in the log exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ from decision import errors, metrics
 from decision.catalog import Catalog, RewardSpec
 from decision.clock import Clock
 from decision.domain import RewardAck, RewardEvent
+from decision.ids import issued_ms
 from decision.logs import Logs
 from decision.logwriter import DecisionLogWriter
 from decision.records import RewardRecord
@@ -33,6 +35,10 @@ LOG_ONCE = LuaScript.load("reward_log.lua")
 
 log = logging.getLogger("nba.rewards")
 REDIS_BUDGET_S = 0.25
+# A decision this young whose row is not found yet is looked for again after
+# these pauses before the Reward is refused (its row may be on its way).
+YOUNG_MS = 2_000
+LATE_ROW_PAUSES_S = (0.005, 0.02, 0.05)
 
 DEFAULT_EVENTS: dict[str, float | str] = {
     "impression": 0.0,
@@ -105,9 +111,28 @@ class Rewards:
             log.warning("spooled reward %s dropped: %s", event.event_id, e)
             metrics.REWARDS.add(1, {"placement": "", "event_type": event.event_type, "outcome": "dropped"})
 
+    def _young(self, decision_id: str) -> bool:
+        issued = issued_ms(decision_id)
+        return issued is not None and abs(self.clock.now_ms() - issued) <= YOUNG_MS
+
+    async def _find_late(self, decision_id: str) -> dict:
+        """A decision made a moment ago by another process (`nba serve
+        --workers`) may have its row still on the way (it is written after
+        the answer, decision/logwriter.py): look again, briefly."""
+        stored: dict = {}
+        for pause in LATE_ROW_PAUSES_S:
+            await asyncio.sleep(pause)
+            async with store_call("find_decision", self.budget_s):
+                stored = await self.redis.hgetall(keys.decision(decision_id))
+            if stored:
+                break
+        return stored
+
     async def _accept(self, catalog: Catalog, event: RewardEvent) -> RewardAck:
         async with store_call("find_decision", self.budget_s):
             stored = await self.redis.hgetall(keys.decision(event.decision_id))
+        if not stored and self._young(event.decision_id):
+            stored = await self._find_late(event.decision_id)
         if not stored:
             raise errors.NotFound(
                 f"unknown decision {event.decision_id!r} (never logged, a dry run, or past its join window)",

@@ -196,3 +196,35 @@ async def test_a_reward_sent_before_its_decision_row_landed_waits_for_it(redis, 
         await svc.app.stop()
     assert not ack.deferred and not ack.duplicate and ack.reward == 1.0
     assert [r.event_id for r in await Logs(redis).read_rewards(10)] == ["e-before-row"]
+
+
+async def test_a_reward_for_a_young_decision_of_another_process_looks_again(redis, resp):
+    """Workers of `nba serve --workers` share Redis, not their queues: a
+    Reward reaching another worker before the row is written looks again."""
+    from dataclasses import replace
+
+    import pytest
+
+    from decision import errors
+    from decision.clock import ManualClock
+    from decision.domain import RewardEvent
+    from decision.ids import issued_ms, new_decision_id
+    from decision.rewards import Rewards
+
+    rewards = Rewards(resp, Logs(resp), ManualClock(ms=NOW))  # no log writer: the row is another's
+    young = new_decision_id(NOW)
+    assert issued_ms(young) == NOW
+
+    async def row_written_late() -> None:
+        await asyncio.sleep(0.01)
+        await Logs(redis).write_decision(replace(record(6), decision_id=young), "pid:tom", [("brand_message", 1)])
+
+    late = asyncio.create_task(row_written_late())
+    ack = await rewards.accept(CATALOG, RewardEvent(young, "", "click", "e-late-row"))
+    await late
+    assert ack.reward == 1.0 and not ack.deferred
+
+    old = new_decision_id(NOW - 60_000)  # a minute old: not looked for again
+    assert not rewards._young(old) and rewards._young(young)
+    with pytest.raises(errors.NotFound):
+        await rewards.accept(CATALOG, RewardEvent(old, "", "click", "e-old"))
