@@ -711,6 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke: seconds, every phase tiny (CI); small: minutes; full: long; soak: Decide's maximum, "
                         "then 10 minutes at half of it with the service's RSS sampled")
     b.add_argument("--out", help="JSON results (default: bench-results/<timestamp>.json)")
+    b.add_argument("--plots", metavar="DIR", help="also write SVG charts of the results here (decision/bench/plot.py)")
     b.add_argument("--catalog", help="catalog YAML (default: NBA_CATALOG or examples/catalog.yaml)")
     b.add_argument("--placement", help="placement to decide for (default: the catalog's first)")
     b.add_argument("--population", type=int, help="synthetic profiles to load (default: the profile's)")

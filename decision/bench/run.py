@@ -507,7 +507,13 @@ def main(args) -> int:
 
     catalog = Path(args.catalog) if args.catalog else default_catalog_path()
     out = Path(args.out) if args.out else default_out()
-    return run(profile, catalog=catalog, placement=args.placement, seed=args.seed, clients=args.clients,
+    code = run(profile, catalog=catalog, placement=args.placement, seed=args.seed, clients=args.clients,
                pin=not args.no_pin, channels=args.channels, out=out,
                work_dir=Path(args.work_dir) if args.work_dir else None,
                log=lambda line: print(line, flush=True))
+    if getattr(args, "plots", None):
+        from decision.bench import plot
+
+        for path in plot.write([json.loads(out.read_text())], Path(args.plots)):  # as a reader of the file sees it
+            print(path)
+    return code
