@@ -86,3 +86,11 @@ def test_profiles_ratio_range_spans_the_halves() -> None:
     hi = {"p99_parts_ms": [6.0, 5.0]}
     assert report.profiles_ratio_range(lo, hi) == [1.0, 1.5]
     assert report.profiles_ratio_range(lo, {"p99_parts_ms": [float("nan"), 1.0]}) is None
+
+
+def test_machine_facts_say_whether_the_tree_is_clean():
+    from decision.bench.run import REPO_ROOT, machine_facts
+
+    facts = machine_facts()
+    if (REPO_ROOT / ".git").exists():
+        assert isinstance(facts["git_dirty"], bool) and len(facts["git_commit"]) == 40

