@@ -87,7 +87,6 @@ class Decider:
     ) -> None:
         self.redis = redis
         self.store = store
-        self.logs = logs
         self.holder = holder
         self.clock = clock
         self.pseudonymizer = pseudonymizer

@@ -115,24 +115,24 @@ class Rewards:
         issued = issued_ms(decision_id)
         return issued is not None and abs(self.clock.now_ms() - issued) <= YOUNG_MS
 
-    async def _find_late(self, decision_id: str) -> dict:
-        """A decision made a moment ago by another process (`nba serve
-        --workers`) may have its row still on the way (it is written after
-        the answer, decision/logwriter.py): look again, briefly."""
-        stored: dict = {}
-        for pause in LATE_ROW_PAUSES_S:
-            await asyncio.sleep(pause)
+    async def _find(self, decision_id: str) -> dict:
+        """The decision's key. A decision made a moment ago by another
+        process (`nba serve --workers`) may have its row still on the way (it
+        is written after the answer, decision/logwriter.py): a young one is
+        looked for again, briefly."""
+        for pause in (0.0, *LATE_ROW_PAUSES_S):
+            if pause:
+                if not self._young(decision_id):
+                    break
+                await asyncio.sleep(pause)
             async with store_call("find_decision", self.budget_s):
                 stored = await self.redis.hgetall(keys.decision(decision_id))
             if stored:
-                break
-        return stored
+                return stored
+        return {}
 
     async def _accept(self, catalog: Catalog, event: RewardEvent) -> RewardAck:
-        async with store_call("find_decision", self.budget_s):
-            stored = await self.redis.hgetall(keys.decision(event.decision_id))
-        if not stored and self._young(event.decision_id):
-            stored = await self._find_late(event.decision_id)
+        stored = await self._find(event.decision_id)
         if not stored:
             raise errors.NotFound(
                 f"unknown decision {event.decision_id!r} (never logged, a dry run, or past its join window)",
