@@ -16,6 +16,8 @@ catalog, never a person.
     nba_spool_entries_total{kind}                   written to the local spool
     nba_model_version_info{placement, arm, version} 1 for the model in use
     nba_model_load_errors_total{placement, arm}     snapshots refused by this replica
+    nba_gc_pauses_total{generation}                 garbage collector passes (decision/heap.py)
+    nba_gc_pause_seconds_total{generation}          time the process stood still for them
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 log = logging.getLogger("nba.metrics")
 
 _meter = metrics.get_meter("nba.decision")
+meter = _meter  # for instruments defined next to what they measure (decision/heap.py)
 
 # A decision records few SDK measurements (each costs ~5 us with its
 # attributes); the hot counters below are plain dict increments that the SDK

@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from bandits.registry import KINDS, validate_params
-from decision import errors, metrics
+from decision import errors, heap, metrics
 from decision.auth import AuthInterceptor, TokenBook
 from decision.catalog import Catalog, load_catalog
 from decision.clock import Clock, SystemClock
@@ -212,6 +212,8 @@ class App:
         self.port = add_port(server, f"{s.host}:{s.port}", s.tls)
         if self.port == 0:
             raise errors.Unavailable(f"cannot listen on {s.host}:{s.port}")
+        heap.watch()
+        heap.settle("start")  # before the first request: what the service keeps is frozen, not walked again
         await server.start()
         self.server = server
         await self._set_serving(True)
@@ -282,6 +284,7 @@ class App:
         self.models.adopt(book, catalog)  # learning loop: keep snapshots and apprentice baselines in force
         # One assignment: requests in flight keep the holder they read.
         self.holder = self.decider.holder = CatalogHolder(catalog, book)
+        heap.settle(f"catalog {catalog.version}")  # the old catalog collected, the new one frozen
         await self.redis.set(keys.CATALOG_VERSION, catalog.version)
         log.info("catalog reloaded: version %s", catalog.version)
         return ReloadResult(True, catalog.version)
