@@ -103,3 +103,18 @@ def test_profile_file_errors_name_the_field(line, message):
     with pytest.raises(ProfileFileError, match=r"f\.jsonl:7: .*" ) as exc:
         parse_line(line, NOW, "f.jsonl:7")
     assert message in str(exc.value)
+
+
+def test_the_embedded_server_keeps_log_rows_and_decision_keys_compact(redis_server, sync_redis):
+    """Its settings (decision/store/embedded.py, measured in docs/OPERATIONS.md):
+    stream nodes of 16 KB, and decision keys with a hashed e-mail person key
+    and two items still a listpack."""
+    from decision.store import embedded
+
+    assert sync_redis.config_get("stream-node-max-bytes") == {"stream-node-max-bytes": str(embedded.STREAM_NODE_MAX_BYTES)}
+    key = keys.decision("01KAB000000000000000000000")
+    sync_redis.hset(key, mapping={"placement": "product_banner", "arm": "champion", "policy": "vw_value",
+                                  "pk": "email:" + "ab" * 32, "ts": 1763900000000, "window": 1800,
+                                  "items": json.dumps([{"offer": "premium_upgrade", "rank": 1},
+                                                       {"offer": "family_plan", "rank": 2}])})
+    assert sync_redis.object("encoding", key) == "listpack"

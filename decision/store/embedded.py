@@ -22,6 +22,11 @@ from pathlib import Path
 DEFAULT_DATA_DIR = Path(os.environ.get("NBA_DATA_DIR", Path.home() / ".local" / "share" / "nba"))
 
 
+# Measured in docs/OPERATIONS.md ("Sizing Redis"); Valkey's default is 4096.
+STREAM_NODE_MAX_BYTES = 16_384
+HASH_MAX_LISTPACK_VALUE = 256
+
+
 class EmbeddedServerError(RuntimeError):
     pass
 
@@ -93,6 +98,17 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
             "--databases", "1",
+            # Stream nodes (listpacks) of up to 16 KB instead of 4 KB: a
+            # decision row is 1.5-3 KB, so a 4 KB node held one or two rows
+            # and each row paid a node's overhead (70-90 bytes at 3 KB rows,
+            # ~2% of the log's memory; XADD also costs half the server time).
+            # Trimming (MAXLEN ~, by age) and XDEL work as before.
+            "--stream-node-max-bytes", str(STREAM_NODE_MAX_BYTES),
+            # Hashes with values up to 256 bytes stay listpacks: a decision
+            # key whose items list (2+ items) or person key (a hashed e-mail)
+            # passes Valkey's default of 64 bytes became a hash table, 398-488
+            # bytes instead of 272-288 (MEMORY USAGE, docs/OPERATIONS.md).
+            "--hash-max-listpack-value", str(HASH_MAX_LISTPACK_VALUE),
         ]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, start_new_session=True)
