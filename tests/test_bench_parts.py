@@ -94,3 +94,49 @@ def test_machine_facts_say_whether_the_tree_is_clean():
     facts = machine_facts()
     if (REPO_ROOT / ".git").exists():
         assert isinstance(facts["git_dirty"], bool) and len(facts["git_commit"]) == 40
+
+
+def _samples(rate: float, duration_s: float, warmup_s: float, latencies_ms: list[float], start_ms: float = 0.0):
+    """A step whose i-th request is scheduled i/rate after start and answered latency later."""
+    import numpy as np
+
+    from decision.bench.loadgen import OK, Step, StepSamples
+
+    n = len(latencies_ms)
+    scheduled = (np.arange(n) * 1e9 / rate + start_ms * 1e6).astype(np.int64)
+    done = scheduled + (np.array(latencies_ms) * 1e6).astype(np.int64)
+    return StepSamples(step=Step(rate, duration_s, warmup_s), scheduled=scheduled, sent=scheduled.copy(), done=done,
+                       status=np.full(n, OK, dtype=np.int32), kind=np.zeros(n, dtype=np.int8), status_names={},
+                       generator_cpu_s=0.5, workers=1, wall_s=duration_s)
+
+
+def test_steps_of_one_rate_join_without_their_warmups() -> None:
+    from decision.bench.loadgen import concat, summarize
+
+    # 10 requests/s for 2 s, the first second a warm-up: latencies 100 ms there, 1 and 3 ms measured
+    a = _samples(10, 2.0, 1.0, [100.0] * 10 + [1.0] * 10)
+    b = _samples(10, 2.0, 1.0, [100.0] * 10 + [3.0] * 10)
+    joined = concat([a, b])
+    assert joined.step.warmup_s == 0 and joined.step.duration_s == 2.0
+    assert len(joined.scheduled) == 20 and (joined.done - joined.scheduled).max() == 3_000_000
+    assert list(joined.scheduled[:11:10]) == [0, 1_000_000_000]  # b's window follows a's
+    s = summarize(joined)
+    assert s["requests"] == 20 and s["latency_ms"]["p50"] == 2.0 and s["latency_ms"]["max"] == 3.0
+
+
+def test_rounds_pool_their_samples_and_keep_their_own_ratios() -> None:
+    from decision.bench.run import pool, round_figures
+
+    echo = [_samples(10, 2.0, 1.0, [0.5] * 20), _samples(10, 2.0, 1.0, [1.0] * 20)]
+    redis = [_samples(10, 2.0, 1.0, [0.1] * 20), _samples(10, 2.0, 1.0, [0.2] * 20)]
+    decide = [_samples(10, 2.0, 1.0, [1.2] * 20), _samples(10, 2.0, 1.0, [1.8] * 20)]
+    first = round_figures(echo[0], redis[0], decide[0], seed=1)
+    second = round_figures(echo[1], redis[1], decide[1], seed=1)
+    assert first["p50_ratio"] == pytest.approx(2.0) and second["p50_ratio"] == pytest.approx(1.5)
+    summaries = [{"achieved_rps": 10.0, "server_cpu_us_per_request": c, "other_processes_cpu": o}
+                 for c, o in ((900.0, 0.1), (1100.0, 0.4))]
+    s, merged = pool(list(zip(summaries, decide)))
+    assert s["rounds"] == 2 and s["requests"] == 20
+    assert s["server_cpu_us_per_request"] == 1000.0 and s["other_processes_cpu"] == 0.4
+    assert s["latency_ms"]["p50"] == pytest.approx(1.5)
+    assert pool([(summaries[0], decide[0])])[0] is summaries[0]

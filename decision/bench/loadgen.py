@@ -29,7 +29,7 @@ import multiprocessing as mp
 import os
 import time
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Awaitable, Callable
 
 import numpy as np
@@ -487,6 +487,46 @@ def summarize(s: StepSamples) -> dict:
         "generator_cpu_s": s.generator_cpu_s,
         "wall_s": s.wall_s,
     }
+
+
+def concat(steps: list[StepSamples]) -> StepSamples:
+    """The measured windows of several steps of one rate as one step: each
+    step's warm-up is dropped and its times shifted to follow the previous
+    window, so `summarize` gives percentiles over all of them. Throughput
+    over the joined window is the steps' mean (answers arriving after their
+    own window fall into the next one: close enough at a sustained rate)."""
+    if not steps:
+        raise ValueError("no steps to join")
+    first = steps[0].step
+    if any(s.step.rate != first.rate for s in steps):
+        raise ValueError("steps of different rates cannot be joined")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("scheduled", "sent", "done", "status", "kind")}
+    offset = 0
+    for s in steps:
+        w0, w1 = int(s.step.warmup_s * 1e9), int(s.step.duration_s * 1e9)
+        keep = s.scheduled >= w0
+        shift = offset - w0
+        parts["scheduled"].append(s.scheduled[keep] + shift)
+        for name in ("sent", "done"):  # 0 (never sent, never answered) stays 0
+            a = getattr(s, name)[keep]
+            parts[name].append(np.where(a > 0, a + shift, 0))
+        parts["status"].append(s.status[keep])
+        parts["kind"].append(s.kind[keep])
+        offset += w1 - w0
+    names: dict[int, str] = {}
+    examples: dict[str, str] = {}
+    for s in steps:
+        names |= s.status_names
+        examples |= s.error_examples
+    return StepSamples(
+        step=replace(first, duration_s=offset / 1e9, warmup_s=0.0),
+        **{k: np.concatenate(v) for k, v in parts.items()},
+        status_names=names,
+        generator_cpu_s=sum(s.generator_cpu_s for s in steps),
+        workers=steps[0].workers,
+        wall_s=sum(s.wall_s for s in steps),
+        error_examples=examples,
+    )
 
 
 def p99_parts(s: StepSamples, parts: int = 2) -> list[float]:

@@ -343,6 +343,10 @@ def _cpu(v) -> str:
     return "-" if v is None else f"{v:.0%}"
 
 
+def _times(x) -> str:
+    return "-" if x is None else f"{x:.2f}x"
+
+
 def _table(header: list[str], rows: list[list[str]], indent: str = "  ") -> list[str]:
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     fmt = lambda r: indent + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
@@ -401,6 +405,17 @@ def render(result: dict) -> str:
                          _errors(s) if "errors" in s else "", _share(s, "fallback_answers") if "ok" in s else "",
                          _f(s.get("server_cpu_us_per_request"), 0) if "server_cpu_us_per_request" in s else ""])
         lines += _table(["", "p50", "p95", "p99", "p99.9", "achieved/s", "errors", "fallback", "cpu us/req"], rows)
+        rounds = h.get("rounds") or []
+        if len(rounds) > 1:
+            lines.append(f"  pooled over {len(rounds)} rounds (echo, Redis read, Decide, each in turn); each round "
+                         "against its own floor:")
+            lines += _table(
+                ["round", "echo p50", "Redis p50", "floor p50", "Decide p50", "p50 ratio", "floor p99", "Decide p99",
+                 "p99 ratio"],
+                [[str(k), _f(r.get("echo_p50_ms")), _f(r.get("redis_p50_ms")), _f(r.get("floor_p50_ms")),
+                  _f(r.get("decide_p50_ms")), _times(r.get("p50_ratio")), _f(r.get("floor_p99_ms")),
+                  _f(r.get("decide_p99_ms")), _times(r.get("p99_ratio"))] for k, r in enumerate(rounds, start=1)],
+                indent="    ")
     lines += _phase_sections(result)
     rows = []
     for t in result.get("targets", []):

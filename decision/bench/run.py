@@ -5,7 +5,7 @@
 2. Floor A, the echo server: step the open-loop rate up to its maximum.
 3. The service, `nba serve` joined to that data dir: the same for Decide.
 4. At half of Decide's maximum rate: echo, Floor B (the Redis read) and
-   Decide again, one after the other, for the latency comparison.
+   Decide again, one after the other, in rounds, for the latency comparison.
 5. Reward's maximum, against the same service (decision/bench/rewards.py).
 6. The memory soak: Decide at one rate for minutes, RSS sampled (soak.py).
 7. The candidates sweep: 10, 20, 200 candidates at one rate (candidates.py).
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from decision.bench import candidates, learner, population, procs, profiles_sweep, report, rewards, scaling, soak
-from decision.bench.loadgen import LoadGenerator, StepSamples, Target
+from decision.bench.loadgen import LoadGenerator, StepSamples, Target, concat, summarize
 from decision.bench.measure import (IDLE_CPU, MAX_ERROR_RATE, MIN_ACHIEVED, P50_GROWTH, P99_GROWTH, WARMUP, Measure,
                                     Search, warmup_step)
 from decision.bench.redisops import run_async as _run_async
@@ -77,6 +77,7 @@ class Profile:
     soak_s: float = 600.0  # measured, after soak_warmup_s
     soak_warmup_s: float = 60.0
     soak_every_s: float = 10.0
+    half_rounds: int = 3  # rounds of echo, Redis read, Decide at half of Decide's maximum
 
 
 PROFILES = {
@@ -86,7 +87,7 @@ PROFILES = {
                      phases=tuple(PHASES), default_rate=50.0, reward=Search(100, 2.0, 1, 0), candidates=(10, 200),
                      profile_sizes=(1_000, 2_000), workers=(1, 2), scaling=Search(50, 2.0, 1, 0),
                      learner_decisions=500, learner_timeout_s=300.0, soak_s=2.0, soak_warmup_s=1.0,
-                     soak_every_s=0.5),
+                     soak_every_s=0.5, half_rounds=2),
     "small": Profile("small", population=10_000, step_s=3.0, warmup_s=1.0, half_s=8.0, half_warmup_s=2.0,
                      echo=Search(1000, 1.5, 8, 2), decide=Search(100, 1.6, 10, 2)),
     "full": Profile("full", population=100_000, step_s=10.0, warmup_s=2.0, half_s=30.0, half_warmup_s=5.0,
@@ -315,9 +316,14 @@ class Bench:
         return found
 
     def half_rate(self, rate: int) -> dict:
-        """Echo, the Redis read (Floor B) and Decide, one after the other, at one rate."""
+        """Echo, the Redis read (Floor B) and Decide at one rate, in rounds:
+        each round measures the three one after the other, so a machine whose
+        speed drifts (this VM's floor moved 2x between runs) weighs on the
+        floor and on Decide alike. The figures pool the rounds' samples;
+        `rounds` keeps each round's own ratios: the spread to expect."""
         p = self.profile
-        self.log(f"at half of Decide's maximum: {rate} requests/s")
+        n = max(1, p.half_rounds)
+        self.log(f"at half of Decide's maximum: {rate} requests/s" + (f", {n} rounds" if n > 1 else ""))
         # The Redis floor's client plays the service's part: it runs on the server's core.
         gen = self.generator(Target("redis", self.redis.url, population.person_keys(p.population, self.seed)),
                               [self.layout.server])
@@ -326,10 +332,17 @@ class Bench:
         for m in measures.values():
             m.step(rate, *warmup_step(p), WARMUP)
         h: dict = {"rate_rps": rate}
+        taken: dict[str, list[tuple[dict, StepSamples]]] = {name: [] for name in measures}
+        rounds = []
+        for k in range(n):
+            for name, m in measures.items():
+                taken[name].append(m.step(rate, p.half_s, p.half_warmup_s, f"  (round {k + 1} of {n})" if n > 1 else ""))
+            rounds.append(round_figures(*(taken[name][-1][1] for name in measures), self.seed))
         samples = {}
-        for name, m in measures.items():
-            h[name], samples[name] = m.step(rate, p.half_s, p.half_warmup_s)
+        for name in measures:
+            h[name], samples[name] = pool(taken[name])
         h["floor_sum"] = floor_sum(samples["echo"], samples["redis"], self.seed)
+        h["rounds"] = rounds
         self.retire(None, gen)
         return h
 
@@ -451,6 +464,46 @@ def _fixed_rate(profile: Profile, decide: dict) -> dict:
         return {"rps": max(1, round(decide["max_rps"] / 2)), "from": "half of Decide's maximum"}
     return {"rps": profile.default_rate, "from": f"the {profile.name} profile's default (Decide's maximum "
                                                  "not measured)"}
+
+
+# Figures Measure.step adds to a step's summary, and how rounds combine them.
+_MEAN_OF_ROUNDS = ("achieved_rps", "server_cpu_util", "server_cpu_us_per_request", "redis_cpu_util",
+                   "generator_cpu_util", "steal_cpu")
+_MAX_OF_ROUNDS = ("other_processes_cpu",)
+
+
+def pool(taken: list[tuple[dict, StepSamples]]) -> tuple[dict, StepSamples]:
+    """Steps of one rate as one: percentiles over all their requests,
+    throughput and CPU figures the mean of the steps, other processes' CPU
+    the worst step's."""
+    if len(taken) == 1:
+        return taken[0]
+    merged = concat([samples for _, samples in taken])
+    s = summarize(merged)
+    for key in _MEAN_OF_ROUNDS:
+        values = [t[key] for t, _ in taken if t.get(key) is not None]
+        if values:
+            s[key] = float(np.mean(values))
+    for key in _MAX_OF_ROUNDS:
+        values = [t[key] for t, _ in taken if t.get(key) is not None]
+        if values:
+            s[key] = float(max(values))
+    s["quiesce_wait_s"] = sum(t.get("quiesce_wait_s", 0.0) for t, _ in taken)
+    s["idle_before"] = all(t.get("idle_before", True) for t, _ in taken)
+    s["rounds"] = len(taken)
+    return s, merged
+
+
+def round_figures(echo: StepSamples, redis: StepSamples, decide: StepSamples, seed: int) -> dict:
+    """One round's Decide against its own floor."""
+    floor = floor_sum(echo, redis, seed).get("latency_ms") or {}
+    lat = summarize(decide)["latency_ms"]
+    out: dict = {"echo_p50_ms": summarize(echo)["latency_ms"]["p50"], "redis_p50_ms": summarize(redis)["latency_ms"]["p50"]}
+    for pct in ("p50", "p99"):
+        out[f"decide_{pct}_ms"] = lat[pct]
+        out[f"floor_{pct}_ms"] = floor.get(pct)
+        out[f"{pct}_ratio"] = lat[pct] / floor[pct] if floor.get(pct) else None
+    return out
 
 
 def floor_sum(echo: StepSamples, redis: StepSamples, seed: int) -> dict:
