@@ -51,6 +51,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("nba.models")
 
 
+def _raise_if_cancelled() -> None:
+    """End a loop whose task was cancelled even when the CancelledError got
+    lost on its way up: Python 3.11's asyncio.wait_for, which redis-py sends
+    every command through (socket_timeout), returns normally when the cancel
+    lands just as the command was sent (CPython gh-86296, fixed in 3.12). The
+    task stays marked as cancelling, which is what this reads; a lost cancel
+    otherwise kept `run()` polling through the service's shutdown, and the
+    process never exited."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class SnapshotPolicy:
     """A policy loaded from snapshot `snapshot`: the same policy, whose
     version names the snapshot. `params` are the catalog's own, so a catalog
@@ -143,6 +156,7 @@ class ModelWatcher:
 
     async def run(self) -> None:
         while True:
+            _raise_if_cancelled()
             try:
                 await self._run_subscribed()
             except asyncio.CancelledError:
@@ -176,6 +190,7 @@ class ModelWatcher:
             while True:
                 deadline = time.monotonic() + self.poll_s
                 while time.monotonic() < deadline:
+                    _raise_if_cancelled()
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
                     if message is not None or self._holder_changed():
                         break
@@ -190,6 +205,7 @@ class ModelWatcher:
     async def _sleep_polling(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not self._holder_changed():
+            _raise_if_cancelled()
             await asyncio.sleep(0.05)
         await self._sync_logged()
 

@@ -121,6 +121,25 @@ class Health(health.aio.HealthServicer):
         self._closing.set()
 
 
+async def cancel_and_wait(tasks: list[asyncio.Task], timeout_s: float) -> list[asyncio.Task]:
+    """Cancel the tasks and wait until they end, cancelling again those that
+    go on: a cancel can get lost (Python 3.11's asyncio.wait_for, under every
+    redis-py command, returns normally when the cancel lands just as its
+    inner call completes: CPython gh-86296). Returns those still running after
+    `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    pending = {t for t in tasks if not t.done()}
+    for t in pending:
+        if not t.cancelling():  # one already cancelled gets a moment for its cleanup first
+            t.cancel()
+    while pending and loop.time() < deadline:
+        _, pending = await asyncio.wait(pending, timeout=min(0.1, max(0.0, deadline - loop.time())))
+        for t in pending:
+            t.cancel()
+    return list(pending)
+
+
 @dataclass(frozen=True, slots=True)
 class ReloadResult:
     reloaded: bool
@@ -336,6 +355,11 @@ class App:
             t.cancel()
         if self.server is not None and self.settings.drain_s > 0:
             await asyncio.sleep(self.settings.drain_s)
+        # The background tasks end before the clients they use are closed; a task that outlived its
+        # cancel would poll on (reconnecting) and hold asyncio.run, so the process, at its end.
+        left = await cancel_and_wait(self._tasks, self.settings.grace_s)
+        if left:
+            log.warning("background tasks still running at stop: %s", ", ".join(repr(t.get_coro()) for t in left))
         self.health.close_watches()
         if self.server is not None:
             await self.server.stop(self.settings.grace_s)

@@ -28,7 +28,21 @@ The supervisor, this process, does no serving:
   non-zero when one fails to start or exits on its own (it then stops the
   others: a half-sized service would go unnoticed behind the port).
 
-Workers die with the supervisor (PR_SET_PDEATHSIG, set by each worker).
+Workers die with the supervisor, however it dies (die_with_parent, called by
+each worker as it starts):
+
+- PR_SET_PDEATHSIG (Linux): the kernel sends the worker SIGTERM when the
+  supervisor's thread that started it exits: a thread, not the process, so
+  every worker is started from the main thread (run()), which in CPython
+  lasts as long as the process (a worker may get the signal twice as the
+  threads of a killed supervisor exit: a second SIGTERM changes nothing);
+- a supervisor that died before the worker's prctl took effect is seen as
+  the worker's parent no longer being the supervisor's pid (NBA_SUPERVISOR_PID;
+  after a death the parent is init or a subreaper, not always pid 1);
+- a watchdog thread in the worker checks its parent every 0.5 s (the only
+  check where prctl is missing) and, STOP_TIMEOUT_S after the supervisor
+  died, ends the worker at once if its graceful stop still holds it (the
+  limit the supervisor itself enforces with SIGKILL): nobody else would.
 """
 
 from __future__ import annotations
@@ -47,6 +61,8 @@ log = logging.getLogger("nba.supervisor")
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0  # a worker drains (1 s) and waits for its calls (10 s grace) before it exits
+SUPERVISOR_PID_ENV = "NBA_SUPERVISOR_PID"  # set for the workers: the pid they die with
+PARENT_POLL_S = 0.5
 
 
 def _reserve_port(host: str) -> tuple[socket.socket, int]:
@@ -62,7 +78,8 @@ def _reserve_port(host: str) -> tuple[socket.socket, int]:
 class _Worker:
     def __init__(self, index: int, argv: list[str]) -> None:
         self.index = index
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        env=os.environ | {SUPERVISOR_PID_ENV: str(os.getpid())})
         self.ready = threading.Event()
         threading.Thread(target=self._relay, name=f"worker-{index}-stdout", daemon=True).start()
 
@@ -182,14 +199,35 @@ def _stop(running: list[_Worker]) -> None:
 
 
 def die_with_parent() -> None:
-    """In a worker: get SIGTERM when the supervisor dies, however it dies
-    (Linux; elsewhere a killed supervisor leaves its workers running)."""
+    """In a worker: stop when the supervisor dies, however it dies (SIGTERM:
+    the graceful stop), and exit at once if that stop still runs
+    STOP_TIMEOUT_S later. See the module's docstring."""
+    supervisor = int(os.environ.get(SUPERVISOR_PID_ENV) or 0)
+    armed = False
     try:
         import ctypes
 
         PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the supervisor died before prctl took effect
+        armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) == 0
+    except (OSError, AttributeError):  # not Linux: the watchdog alone
+        pass
+    parent = os.getppid()
+    if (parent != supervisor) if supervisor else (parent == 1):
+        # The supervisor died before prctl took effect (or before this process ran at all).
+        log.warning("supervisor (pid %s) gone before this worker started; stopping", supervisor or "?")
         os.kill(os.getpid(), signal.SIGTERM)
+        return
+    threading.Thread(target=_watch_parent, args=(supervisor or parent, armed), name="supervisor-watchdog",
+                     daemon=True).start()
+
+
+def _watch_parent(parent: int, armed: bool) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    if not armed:  # no death signal is coming from the kernel
+        os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(STOP_TIMEOUT_S)
+    # Still here: the graceful stop hangs, and no supervisor will SIGKILL this process.
+    print(f"nba: worker pid {os.getpid()}: still stopping {STOP_TIMEOUT_S:g} s after its supervisor (pid {parent}) "
+          "died; exiting now", file=sys.stderr, flush=True)
+    os._exit(1)
