@@ -109,9 +109,14 @@ def _soak_row(result: dict, row) -> None:
     if sec is None:
         return
     mib = lambda v: v / MiB if v else None  # noqa: E731
-    row("soak_rss", f"service RSS after {_minutes(sec.get('duration_s'))} at {_f(sec.get('rate_rps'), 0)} rps",
-        mib(sec.get("rss_end_bytes")), mib(sec.get("rss_start_bytes")), "after the warm-up", SOAK_RSS_TARGET,
-        unit="MiB")
+    levelled = sec.get("levelled_off")
+    start_is = ("where its climb levelled off" if levelled else "after the warm-up" if levelled is None
+                else "after the warm-up; never levelled off")
+    r = row("soak_rss", f"service RSS after {_minutes(sec.get('duration_s'))} at {_f(sec.get('rate_rps'), 0)} rps",
+            mib(sec.get("rss_end_bytes")), mib(sec.get("rss_start_bytes")), start_is, SOAK_RSS_TARGET,
+            unit="MiB")
+    if levelled is False:  # a climb that never stops is a leak, whatever the ratio so far (soak.py)
+        r["pass"] = False
 
 
 def _sizes(sec: dict | None) -> list[dict]:
@@ -459,9 +464,14 @@ def _phase_sections(result: dict) -> list[str]:
         lines += ["", f"Memory soak - Decide at {_f(sec['rate_rps'], 0)} rps for {_minutes(sec['duration_s'])} "
                       f"after {_minutes(sec['warmup_s'])} of warm-up, RSS every {sec['sample_every_s']:g} s:"]
         slope = sec.get("rss_slope_mib_per_min")
-        lines.append(f"  nba serve RSS: {sec['rss_start_bytes'] / MiB:.1f} MiB after the warm-up, "
+        warm = sec.get("rss_warmup_end_bytes", sec["rss_start_bytes"])
+        lines.append(f"  nba serve RSS: {warm / MiB:.1f} MiB after the warm-up, "
+                     f"{sec['rss_start_bytes'] / MiB:.1f} MiB at the start figure, "
                      f"{sec['rss_end_bytes'] / MiB:.1f} MiB at the end, {sec['rss_max_bytes'] / MiB:.1f} MiB at most"
-                     + (f"; slope {slope:+.3f} MiB/min" if slope is not None else ""))
+                     + (f"; slope {slope:+.3f} MiB/min from the start figure" if slope is not None else ""))
+        if sec.get("verdict"):
+            second = sec.get("rss_slope_second_half_mib_per_min")
+            lines.append(f"  {sec['verdict']}" + (f"; second half {second:+.3f} MiB/min" if second is not None else ""))
         lines.append(f"  Valkey RSS: {sec['redis_rss_start_bytes'] / MiB:.1f} -> "
                      f"{sec['redis_rss_end_bytes'] / MiB:.1f} MiB (its logs grow with every decision)")
         lat = st.get("latency_ms", {})
