@@ -18,8 +18,9 @@ Rule 4 is deliberately one-sided and conservative: a challenger that is only
 
 A promotion (not with --dry-run) is recorded, evidence and all, in the stream
 `nba:promotions`, and the per-placement key `nba:promotion:<placement>`
-names the arm whose policy is now the champion's, for the service (or an
-operator) to read. The catalog file is not rewritten: an operator applies a
+names the arm whose policy is now the champion's, for an operator or a
+deploy pipeline to read; the service does not apply it by itself. The
+catalog file is not rewritten: an operator applies a
 promotion by giving the champion arm the challenger's policy in the catalog
 (docs/EXPERIMENTS.md shows the edit); the service reloads it without a restart.
 Every run prints the evidence; exit 0 = promoted (or would be, dry run),
@@ -53,7 +54,8 @@ def override_key(placement: str) -> str:
 
 
 async def read_override(redis, placement: str) -> dict[str, Any] | None:
-    """The latest promotion of a placement (what the service reads), or None."""
+    """The latest promotion of a placement, or None (for tools: the service
+    serves what its catalog says)."""
     raw = await redis.get(override_key(placement))
     return json.loads(raw) if raw else None
 
