@@ -321,10 +321,14 @@ def soak_chart(results: Sequence[dict]) -> Chart | None:
     series = [Series("nba serve RSS (left)", rss, BLUE)]
     # The warm-up ends where soak.py starts its figures: after the idle wait, a short lead and the warm-up.
     warm_end = ((soak.get("step") or {}).get("quiesce_wait_s", 0.0) + 0.3 + soak.get("warmup_s", 0.0)) / 60
+    # The start figure: where the climb levelled off (soak.py), or the end of the warm-up in older results.
+    start_t = soak.get("rss_level_off_s")
+    start_at = (start_t / 60) if start_t is not None else warm_end
+    start_is = "where RSS levelled off" if start_t is not None else "after the warm-up"
     if soak.get("rss_start_bytes") and soak.get("growth_target"):
         limit = soak["rss_start_bytes"] * soak["growth_target"] / MiB
-        series.append(Series(f"target: {soak['growth_target']:g} × RSS after the warm-up",
-                             ((warm_end, limit), (rss[-1][0], limit)), RED, dash=True))
+        series.append(Series(f"target: {soak['growth_target']:g} × RSS {start_is}",
+                             ((start_at, limit), (rss[-1][0], limit)), RED, dash=True))
     # Valkey's RSS beside it, on its own axis: what the decisions store shows there; the target is the service's.
     valkey = _points(samples, lambda x: x["t_s"] / 60, lambda x: x["redis_rss_bytes"] / MiB)
     if valkey:
@@ -333,7 +337,8 @@ def soak_chart(results: Sequence[dict]) -> Chart | None:
     return Chart("bench-soak.svg", f"Service memory over the soak, Decide at {rate:,} requests/s",
                  Axis("time since the soak started (minutes)", zero=True), Axis("nba serve resident set size (MiB)"),
                  tuple(series), _footer(r), y2=Axis("Valkey resident set size (MiB)", zero=True) if valkey else None,
-                 marks=(Mark(warm_end, "warm-up ends", GREY),))
+                 marks=(Mark(warm_end, "warm-up ends", GREY),)
+                 + ((Mark(start_at, "RSS levelled off", GREY),) if start_t is not None else ()))
 
 
 def scaling_chart(results: Sequence[dict]) -> Chart | None:
