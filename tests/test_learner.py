@@ -204,6 +204,35 @@ async def test_what_is_not_learned_is_acknowledged_and_counted(redis):
     assert (await redis.xpending(keys.DECISION_STREAM, "learner"))["pending"] == 1  # only "tick" waits
 
 
+async def test_a_decision_forgotten_while_it_waits_for_its_window_is_not_trained(redis):
+    """Forget deletes a person's rows and writes their pseudonym to the
+    tombstone set (decision/forget.py); a row the learner read before that
+    waits in memory for its window, and must not be trained when it closes."""
+    sarah, tom = "s" * 32, "t" * 32
+    await log(redis, replace(decision("d-sarah", T0), person=sarah), reward("d-sarah", "offer_x", T0 + MIN, "e1"),
+              replace(decision("d-tom", T0), person=tom), decision("later", T0 + 30 * MIN))
+    joins = Joins()
+    learner = Learner(redis, config(), on_joined=joins)
+    await learner.start()
+    try:
+        while not await learner.step():
+            pass
+        assert joins.rewards == {} and len(learner.joiner.pending) == 3  # read, windows still open
+        entry = next(eid for eid, f in await redis.xrange(keys.DECISION_STREAM) if "d-sarah" in f["r"])
+        await redis.xdel(keys.DECISION_STREAM, entry)  # what Forget does to the log ...
+        await redis.zadd(keys.FORGOTTEN, {sarah: T0 + 40 * MIN})  # ... and to the tombstones
+        await log(redis, decision("tick", T0 + 2 * HOUR))
+        while not await learner.step():
+            pass
+        assert set(joins.rewards) == {"d-tom", "later"}
+        assert learner.counters["decisions_forgotten"] == 1
+    finally:
+        await learner.close()
+    pending = await redis.xpending(keys.DECISION_STREAM, "learner")
+    assert pending["pending"] == 1  # only "tick": sarah's decision and reward were acknowledged, not left behind
+    assert (await redis.xpending(keys.REWARD_STREAM, "learner"))["pending"] == 0
+
+
 def test_decode_decision_agrees_with_the_record_contract():
     r = decision("d1", T0, items=((1, 0.3), (0, 0.5)),
                  removed=(LoggedRemoval("offer_y", "y_web", "web", "commit", "r"),))

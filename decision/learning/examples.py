@@ -63,6 +63,9 @@ class LoggedDecision(NamedTuple):
     refused: bool  # an item was refused at commit (see refused_at_commit)
     join_window_s: int
     default_reward: float
+    # The person's pseudonym: decisions of a person forgotten after the row
+    # was read are dropped, not trained (Learner._without_forgotten).
+    person: str = ""
 
     @classmethod
     def of(cls, record: DecisionRecord, tables: FeatureTables) -> "LoggedDecision":
@@ -70,7 +73,8 @@ class LoggedDecision(NamedTuple):
                    record.catalog_version, record.context, tables.actions(record),
                    tuple(a.probability for a in record.actions),
                    tuple(Item(i.rank, i.action, i.probability, i.score) for i in record.items), record.fallback,
-                   any(r.stage == "commit" for r in record.removed), record.join_window_s, record.default_reward)
+                   any(r.stage == "commit" for r in record.removed), record.join_window_s, record.default_reward,
+                   record.person)
 
 
 def decode_decision(raw: str | bytes, tables: FeatureTables) -> LoggedDecision:
@@ -102,7 +106,7 @@ def decode_decision(raw: str | bytes, tables: FeatureTables) -> LoggedDecision:
         probabilities,
         tuple([Item(int(i["rank"]), int(i["action"]), float(i["p"]), float(i["score"])) for i in d["items"]]),
         bool(d["fallback"]), bool(removed) and any(r[3] == "commit" for r in removed),
-        int(d.get("join_window_s", 86_400)), float(d.get("default_reward", 0.0)),
+        int(d.get("join_window_s", 86_400)), float(d.get("default_reward", 0.0)), d.get("person") or "",
     )
 
 

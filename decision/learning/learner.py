@@ -69,6 +69,8 @@ from decision.store.models import (
 )
 
 log = logging.getLogger("nba.learner")
+# Tombstones are re-read from this far before the newest one seen (Forget runs on other hosts' clocks).
+_FORGOTTEN_OVERLAP_MS = 10 * 60_000
 
 CHECKPOINT_VERSION = 1
 _YIELD_EVERY = 100  # trained decisions between chances for the read of the next batch to progress
@@ -147,6 +149,8 @@ class Learner:
         self._acks: dict[str, list[str]] = {config.decision_stream: [], config.reward_stream: []}
         self._covered_decisions: list[str] = []  # entries trained, acked after the next checkpoint
         self._covered_rewards: list[str] = []
+        self._forgotten: set[str] = set()  # pseudonyms of forgotten persons (_without_forgotten)
+        self._forgotten_seen_ms: int | None = None
         self._trained_ids: list[str] = []
         self._joined_since = 0
         self._examples_since = 0
@@ -301,7 +305,7 @@ class Learner:
         ahead = None if decisions_drained else asyncio.ensure_future(self._read(c.decision_stream, ">"))
         try:
             t4 = time.perf_counter()
-            joined = self.joiner.close(self._advance_watermark())
+            joined = await self._without_forgotten(self.joiner.close(self._advance_watermark()))
             trainer, on_joined = self.trainer, self.on_joined
             covered, covered_rewards, trained_ids = self._covered_decisions, self._covered_rewards, self._trained_ids
             examples = 0
@@ -336,6 +340,37 @@ class Learner:
                 ahead.cancel()
         await self._renew_lock()
         return decisions_drained and self._rew_caught
+
+    async def _without_forgotten(self, joined: list[Joined]) -> list[Joined]:
+        """The joined decisions minus those of persons forgotten since their
+        rows were read (a row waits here for its join window, up to a day,
+        while Forget deletes it from the stream): those are acknowledged and
+        counted, never trained. The tombstones (`nba:forgotten`,
+        decision/forget.py) are mirrored in memory: each round reads only
+        those written since the newest one seen, less an overlap for clocks
+        that disagree, so a round costs one small command and a set lookup
+        per decision. Forget is rare; the mirror is not trimmed."""
+        if not joined:
+            return joined
+        seen = self._forgotten_seen_ms
+        since: int | str = "-inf" if seen is None else seen - _FORGOTTEN_OVERLAP_MS
+        for pseudonym, at_ms in await self.redis.zrangebyscore(keys.FORGOTTEN, since, "+inf", withscores=True):
+            self._forgotten.add(pseudonym)
+            seen = int(at_ms) if seen is None else max(seen, int(at_ms))
+        self._forgotten_seen_ms = seen if seen is not None else 0
+        gone = self._forgotten
+        if not gone:
+            return joined
+        kept = []
+        c = self.config
+        for j in joined:
+            if j.record.person in gone:
+                self._ack(c.decision_stream, j.entry_id)
+                self._ack_many(c.reward_stream, list(j.reward_entries))
+                self.counters["decisions_forgotten"] += 1
+            else:
+                kept.append(j)
+        return kept
 
     def _due(self) -> bool:
         if not self._joined_since:
