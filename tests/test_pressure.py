@@ -16,6 +16,7 @@ from decision.stages import Situation, pressure
 from decision.store import keys
 from decision.store.pressure_store import record_positive_reward, reserve
 from decision.store.redis_store import RedisProfileStore, connect
+from decision.store.resp import RespClient
 
 NOW = 1_767_225_600_000 + 12 * 3_600_000  # 2026-01-01T12:00:00Z
 SECOND = 1000
@@ -279,9 +280,20 @@ async def test_exposures_older_than_the_horizon_are_trimmed(redis):
     assert 0 < await redis.pttl(keys.exposures("pid:1")) <= pressure.HORIZON_MS
 
 
-async def test_global_budget_spent_concurrently_by_many_persons_is_never_exceeded(redis_url, redis):
+def _client(kind: str, redis_url: str):
+    """The two clients reserve runs on: a redis-py pool (budgets after the
+    person, one connection at a time) and the multiplexed request-path
+    client (budgets and person in one round trip)."""
+    return connect(redis_url, max_connections=256) if kind == "pool" else RespClient(redis_url)
+
+
+CLIENTS = pytest.mark.parametrize("kind", ["pool", "multiplexed"])
+
+
+@CLIENTS
+async def test_global_budget_spent_concurrently_by_many_persons_is_never_exceeded(redis_url, redis, kind):
     cat = make_catalog(Offer("o", "o", budget=Budget(total=25)))
-    pool = connect(redis_url, max_connections=256)
+    pool = _client(kind, redis_url)
     try:
         results = await asyncio.gather(*(
             reserve(pool, situation(cat, pk=f"pid:{i}"), [cand("o", "web")], f"dec-{i}") for i in range(200)))
@@ -294,12 +306,13 @@ async def test_global_budget_spent_concurrently_by_many_persons_is_never_exceede
     assert await redis.get(keys.budget_total("o")) == "25"
 
 
-async def test_budget_is_given_back_when_the_person_refuses(redis_url, redis):
+@CLIENTS
+async def test_budget_is_given_back_when_the_person_refuses(redis_url, redis, kind):
     cat = make_catalog(Offer("o", "o", caps=(Cap("offer", 1, 86400),), budget=Budget(total=25)))
     # every even person has already seen the offer today: the person script refuses them
     for i in range(0, 200, 2):
         await redis.zadd(keys.exposures(f"pid:{i}"), {"old|o|web": NOW - HOUR})
-    pool = connect(redis_url, max_connections=256)
+    pool = _client(kind, redis_url)
     try:
         results = await asyncio.gather(*(
             reserve(pool, situation(cat, pk=f"pid:{i}"), [cand("o", "web")], f"dec-{i}") for i in range(200)))
@@ -317,6 +330,23 @@ async def test_budget_is_given_back_when_the_person_refuses(redis_url, redis):
     more = [await reserve(redis, situation(cat, pk=f"pid:new-{i}"), [cand("o", "web")], f"n{i}") for i in range(40)]
     assert len(granted) + sum(r == (None,) for r in more) == 25
     assert await redis.get(keys.budget_total("o")) == "25"
+
+
+@CLIENTS
+async def test_an_item_its_budget_refuses_leaves_no_exposure(redis_url, redis, kind):
+    """The person script grants it while the budget script refuses it (they
+    run together): its exposure is taken back, and the next item stands."""
+    cat = make_catalog(Offer("a", "a", budget=Budget(total=1)), Offer("b", "b"))
+    client = _client(kind, redis_url)
+    try:
+        assert await reserve(client, situation(cat, pk="pid:first"), [cand("a", "web")], "d0") == (None,)
+        first, second = await reserve(client, situation(cat), [cand("a", "web"), cand("b", "web")], "d1")
+    finally:
+        await client.aclose()
+    assert first is not None and first.rule == "budget a total 1 (spent 1)"
+    assert second is None
+    assert await _members(redis, "pid:1") == [("d1|b|web", float(NOW))]
+    assert await redis.get(keys.budget_total("a")) == "1"
 
 
 async def test_daily_budget_resets_on_the_next_utc_day(redis):

@@ -1,21 +1,25 @@
 """Atomic pressure reservation: what makes caps and budgets hold under
 concurrency.
 
-`reserve` runs when a decision commits (never for dry_run):
+`reserve` runs when a decision commits (never for dry_run). Two kinds of
+script, sent together in one round trip:
 
-1. Global budgets, per item that has one: one script on the offer's budget
-   keys (`{b:<offer>}:total`, `{b:<offer>}:d:<yyyymmdd>`, one hash tag, one
-   Cluster slot) checks every limit and spends one unit on each, or spends
-   nothing.
-2. The person: one script on the counted person's keys (`{p:<pk>}:x`,
+1. The person: one script on the counted person's keys (`{p:<pk>}:x`,
    `{p:<pk>}:r`, one slot) re-checks, item by item in rank order, the
    minimum delay, every cap and the suppression, and adds the exposure of
    each granted item.
-3. Items the person script refused give their budget units back.
+2. Global budgets, per item that has one: one script on the offer's budget
+   keys (`{b:<offer>}:total`, `{b:<offer>}:d:<yyyymmdd>`, one hash tag, one
+   Cluster slot) checks every limit and spends one unit on each, or spends
+   nothing.
+3. Then each side gives back what the other refused: an item the person
+   script refused gives its budget units back; an item its budget refused
+   has its exposure taken back (ZREM).
 
 No script ever touches two slots, so this works unchanged on Redis Cluster.
-The failure modes of the two steps are in docs/RULES.md: in short, budgets
-can be under-spent (a crash between steps), never over-spent.
+The failure modes are in docs/RULES.md: in short, budgets can be
+under-spent and a person's pressure over-counted (a crash before step 3),
+never over-spent or under-counted.
 
 Scripts are sent with EVALSHA; on NOSCRIPT (new server, failover, SCRIPT
 FLUSH) the source is sent once with EVAL, which caches it on that node.
@@ -23,6 +27,7 @@ FLUSH) the source is sent once with EVAL, which caches it on that node.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
@@ -75,18 +80,11 @@ def _int(v: Any) -> int:
     return int(v.decode() if isinstance(v, bytes) else v)
 
 
-async def _spend_budget(redis: Any, c: Candidate, offer: Offer, now_ms: int) -> tuple[list[str], Removal | None]:
-    spec = budget_keys(offer.id, offer.budget, now_ms)
-    if not spec:
-        return [], None
-    args: list[Any] = []
-    for _, limit, ttl, _ in spec:
-        args += [limit, ttl]
-    index, spent = (_int(x) for x in await BUDGET(redis, [k for k, *_ in spec], args))
+def _budget_refusal(c: Candidate, spec: list[tuple[str, int, int, str]], outcome: Any) -> Removal | None:
+    index, spent = (_int(x) for x in outcome)
     if index == 0:
-        return [k for k, *_ in spec], None
-    label = spec[index - 1][3]
-    return [], Removal(c, STAGE, f"{label} (spent {spent})", "global budget of the offer, all persons")
+        return None
+    return Removal(c, STAGE, f"{spec[index - 1][3]} (spent {spent})", "global budget of the offer, all persons")
 
 
 async def _release(redis: Any, budget_keys_: list[str]) -> None:
@@ -99,33 +97,30 @@ async def reserve(redis: Any, situation: Situation, items: Sequence[Candidate],
     (its exposure is recorded on `situation.counted_key`), or the Removal
     naming the cap, delay, suppression or budget that refused it.
 
+    The person script and the budget scripts of the items that have one are
+    sent together: one round trip. An item granted by the person and refused
+    by its budget has its exposure taken back; one refused by the person
+    gives its budget unit back.
+
     Raises the Redis error when the person script's outcome is unknown
     (timeout, connection lost): budgets spent for the decision are then kept,
-    not released, because the exposures may have been recorded.
+    not released, because the exposures may have been recorded. A budget
+    script's error is raised too, after the person script's outcome is known:
+    exposures it recorded stay (the decision is not served; pressure may
+    count one contact too many for this person, never one too few).
     """
     catalog = situation.catalog
     now = situation.now_ms
     pk = situation.counted_key
     candidates = [getattr(i, "candidate", i) for i in items]  # Candidate or ChosenItem
     results: list[Removal | None] = [None] * len(candidates)
+    if not candidates:
+        return ()
 
-    # 1. global budgets (their own slots)
-    spent: dict[int, list[str]] = {}
-    for i, c in enumerate(candidates):
-        taken, refusal = await _spend_budget(redis, c, catalog.offers[c.offer_id], now)
-        if refusal is not None:
-            results[i] = refusal
-        elif taken:
-            spent[i] = taken
-
-    # 2. the person (one slot, one script for every remaining item)
-    pending = [i for i in range(len(candidates)) if results[i] is None]
-    if not pending:
-        return tuple(results)
-    args: list[Any] = [now, HORIZON_MS, decision_id, len(pending)]
+    # 1. the person (one slot, one script for every item, in rank order)
+    args: list[Any] = [now, HORIZON_MS, decision_id, len(candidates)]
     plans = []
-    for i in pending:
-        c = candidates[i]
+    for c in candidates:
         offer = catalog.offers[c.offer_id]
         channel = catalog.channels.get(c.channel)
         caps = caps_for(catalog, offer, c.channel)
@@ -135,29 +130,75 @@ async def reserve(redis: Any, situation: Situation, items: Sequence[Candidate],
                  sup.after_ignored if sup else 0, (sup.window_s * 1000) if sup else 0, len(caps)]
         for cap, m_offer, m_channels in caps:
             args += [cap.limit, cap.window_s * 1000, m_offer, f"|{'|'.join(m_channels)}|" if m_channels else ""]
-    verdicts = await RESERVE(redis, [keys.exposures(pk), keys.positive_rewards(pk)], args)
+    person = RESERVE(redis, [keys.exposures(pk), keys.positive_rewards(pk)], args)
 
-    # 3. give back the budgets of refused items
-    releases = []
-    for i, caps, verdict in zip(pending, plans, verdicts):
-        code, index, value = (_int(x) for x in verdict)
-        if code == 0:
-            continue
-        c = candidates[i]
-        offer = catalog.offers[c.offer_id]
-        if code == 1:
-            cap = caps[index - 1][0]
-            results[i] = Removal(c, STAGE, cap_rule(cap, value), cap_detail(cap, offer.id, c.channel, pk))
-        elif code == 2:
-            channel = catalog.channels[c.channel]
-            results[i] = Removal(c, STAGE, delay_rule(c.channel, channel.min_delay_s, value, now),
-                                 f"last contact on {c.channel} counted on {pk}")
+    # 2. global budgets (their own slots), sent with it on a multiplexed
+    # client (resp.py); one after the other on a pool, which would otherwise
+    # hold two connections per decision
+    budgets = [(i, spec) for i, c in enumerate(candidates)
+               if (spec := budget_keys(c.offer_id, catalog.offers[c.offer_id].budget, now))]
+    spent: dict[int, list[str]] = {}
+    if not budgets:
+        verdicts = await person
+    else:
+        def spend(spec: list[tuple[str, int, int, str]]) -> Any:
+            return BUDGET(redis, [k for k, *_ in spec], [x for _, limit, ttl, _ in spec for x in (limit, ttl)])
+
+        outcomes: list[Any]
+        if getattr(redis, "multiplexed", False):
+            verdicts, *outcomes = await asyncio.gather(person, *(spend(spec) for _, spec in budgets),
+                                                       return_exceptions=True)
         else:
-            assert offer.suppression is not None
-            results[i] = Removal(c, STAGE, suppression_rule(offer.id, offer.suppression, value),
-                                 SUPPRESSION_DETAIL.format(key=pk))
+            try:
+                verdicts = await person
+            except Exception as e:  # noqa: BLE001 - raised below, as on the multiplexed path
+                verdicts = e
+            outcomes = []
+            if not isinstance(verdicts, BaseException):
+                for _, spec in budgets:
+                    try:
+                        outcomes.append(await spend(spec))
+                    except Exception as e:  # noqa: BLE001 - raised below, after the others are known
+                        outcomes.append(e)
+        if isinstance(verdicts, BaseException):
+            raise verdicts  # outcome unknown: budgets spent stay spent (under-spend, never over)
+        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failed is not None:
+            raise failed
+        for (i, spec), outcome in zip(budgets, outcomes):
+            refusal = _budget_refusal(candidates[i], spec, outcome)
+            if refusal is not None:
+                results[i] = refusal
+            else:
+                spent[i] = [k for k, *_ in spec]
+
+    # 3. the person's verdicts; give back what a refusal on the other side took
+    releases = []
+    taken_back = []
+    for i, (caps, verdict) in enumerate(zip(plans, verdicts)):
+        code, index, value = (_int(x) for x in verdict)
+        c = candidates[i]
+        if code == 0:
+            if results[i] is not None:  # granted by the person, refused by its budget
+                taken_back.append(f"{decision_id}|{c.offer_id}|{c.channel}")
+            continue
+        offer = catalog.offers[c.offer_id]
+        if results[i] is None:
+            if code == 1:
+                cap = caps[index - 1][0]
+                results[i] = Removal(c, STAGE, cap_rule(cap, value), cap_detail(cap, offer.id, c.channel, pk))
+            elif code == 2:
+                channel = catalog.channels[c.channel]
+                results[i] = Removal(c, STAGE, delay_rule(c.channel, channel.min_delay_s, value, now),
+                                     f"last contact on {c.channel} counted on {pk}")
+            else:
+                assert offer.suppression is not None
+                results[i] = Removal(c, STAGE, suppression_rule(offer.id, offer.suppression, value),
+                                     SUPPRESSION_DETAIL.format(key=pk))
         if i in spent:
-            releases.append(spent[i])
+            releases.append(spent.pop(i))
+    if taken_back:
+        await redis.execute_command("ZREM", keys.exposures(pk), *taken_back)
     for taken in releases:
         await _release(redis, taken)
     return tuple(results)

@@ -126,6 +126,10 @@ class _Protocol(asyncio.Protocol):
 
 
 class RespClient:
+    # Concurrent commands share the one connection: callers may send several
+    # at once (decision/store/pressure_store.py) without holding more.
+    multiplexed = True
+
     def __init__(self, url: str, *, connect_timeout_s: float = 1.0, stale_s: float = 5.0) -> None:
         options = parse_url(url)
         self.url = url
