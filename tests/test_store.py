@@ -118,3 +118,20 @@ def test_the_embedded_server_keeps_log_rows_and_decision_keys_compact(redis_serv
                                   "items": json.dumps([{"offer": "premium_upgrade", "rank": 1},
                                                        {"offer": "family_plan", "rank": 2}])})
     assert sync_redis.object("encoding", key) == "listpack"
+
+
+async def test_a_burst_beyond_the_pool_waits_for_a_connection(redis_url):
+    """More concurrent calls than connections: they queue for one (within the
+    client's timeout) instead of failing, which on the request path would be
+    degraded answers."""
+    import asyncio
+
+    from decision.store.redis_store import connect
+
+    client = connect(redis_url, max_connections=4)
+    try:
+        await client.set("burst", "x")
+        replies = await asyncio.gather(*(client.get("burst") for _ in range(200)))
+    finally:
+        await client.aclose()
+    assert replies == ["x"] * 200

@@ -27,15 +27,22 @@ EXPOSURE_HORIZON_MS = 31 * 86_400_000
 
 
 def connect(url: str, *, timeout_s: float = 1.0, max_connections: int = 64) -> aioredis.Redis:
-    """An asyncio client with hiredis parsing (when installed) and str replies."""
-    return aioredis.from_url(
+    """An asyncio client with hiredis parsing (when installed) and str replies.
+
+    Its pool waits (up to `timeout_s`) for a connection when all
+    `max_connections` are busy: redis-py's default pool raises at once, which
+    a burst of concurrent requests on this client (the request path's, with
+    TLS or Cluster, see resp.hot_client) turned into degraded answers."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         max_connections=max_connections,
+        timeout=timeout_s,
         health_check_interval=0,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 class ProfileStore(Protocol):
