@@ -31,7 +31,7 @@ import asyncio
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
-from decision.catalog import Budget, Offer
+from decision.catalog import Budget
 from decision.domain import Candidate, Removal
 from decision.stages import Situation
 from decision.stages.pressure import (
