@@ -428,7 +428,7 @@ def render(result: dict) -> str:
         ge = lambda key: ">= " if t.get(key) else ""
         rows.append([t["figure"], f"{ge('decide_at_least')}{_f(t['decide'])} {unit}",
                      f"{ge('floor_at_least')}{_f(t['floor'])} {unit} ({t['floor_is']})",
-                     f"{t['ratio']:.2f}x" if t["ratio"] is not None else "-", t["target"] or "",
+                     _times(t["ratio"]), t["target"] or "",
                      {True: "PASS", False: "FAIL", None: ""}[t["pass"]]])
     lines += ["", "Against the floor or reference (targets: issue 7):"]
     lines += _table(["figure", "measured", "floor / reference", "ratio", "target", ""], rows)

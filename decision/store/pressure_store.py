@@ -149,17 +149,8 @@ async def reserve(redis: Any, situation: Situation, items: Sequence[Candidate],
             verdicts, *outcomes = await asyncio.gather(person, *(spend(spec) for _, spec in budgets),
                                                        return_exceptions=True)
         else:
-            try:
-                verdicts = await person
-            except Exception as e:  # noqa: BLE001 - raised below, as on the multiplexed path
-                verdicts = e
-            outcomes = []
-            if not isinstance(verdicts, BaseException):
-                for _, spec in budgets:
-                    try:
-                        outcomes.append(await spend(spec))
-                    except Exception as e:  # noqa: BLE001 - raised below, after the others are known
-                        outcomes.append(e)
+            verdicts = await person
+            outcomes = [await spend(spec) for _, spec in budgets]
         if isinstance(verdicts, BaseException):
             raise verdicts  # outcome unknown: budgets spent stay spent (under-spend, never over)
         failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
