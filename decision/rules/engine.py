@@ -37,6 +37,7 @@ from cel.stdlib import STDLIB_FUNCTIONS
 from decision.catalog import Offer
 from decision.domain import Profile, Value
 from decision.errors import Code, NbaError
+from decision.rules.fast import Defer, Fast, compile_fast
 from decision.rules.helpers import EVENT_HELPERS, EVENTS_HANDLE, HELPERS, BoundHelpers
 from decision.rules.timezone import BadTimezone, local_time
 
@@ -117,6 +118,9 @@ class CompiledRule:
     # the map as a whole (`"x" in profile`, `profile["x"]`, `size(profile)`).
     # Only the selected fields are converted into CEL.
     selects: Mapping[str, frozenset[str] | None] = field(default_factory=lambda: MappingProxyType({}))
+    # The rule as a Python closure when it only uses what decision/rules/fast.py
+    # compiles; it answers or defers to `program`.
+    fast: Fast | None = None
 
     @property
     def uses_offer(self) -> bool:
@@ -287,7 +291,8 @@ def compile_rule(text: str) -> CompiledRule:
     masked = _mask(text)
     variables, functions, native_events = _static_checks(text, masked, program)
     selects = MappingProxyType({name: _selects(masked, name) for name in (*_MAPS, "offer") if name in variables})
-    rule = CompiledRule(text, program, variables, functions, native_events, selects)
+    rule = CompiledRule(text, program, variables, functions, native_events, selects,
+                        compile_fast(text, native_events))
     _check_pass(rule, masked)
     return rule
 
@@ -557,6 +562,16 @@ class Evaluator:
         key = (rule.text, offer.id if (offer is not None and rule.uses_offer) else None,
                channel if rule.uses_channel else None)
         r = self._results.get(key)
+        if r is None and rule.fast is not None:
+            try:
+                r = rule.fast(self, offer, channel)
+            except Defer:
+                pass
+            else:
+                if type(r) is bool:
+                    self._results[key] = r
+                    return r
+                r = None
         if r is None:
             try:
                 v = self.run(rule, offer, channel)
