@@ -29,7 +29,7 @@ from tests.test_learner import CATALOG, HOUR, MIN, T0, Joins, config, decision, 
 def by_reference(r: DecisionRecord, version: str | None = None) -> DecisionRecord:
     """The same decision as the service logs it: features in the table."""
     return replace(r, catalog_version=version or r.catalog_version,
-                   actions=tuple(replace(a, features=None) for a in r.actions))
+                   actions=tuple(a._replace(features=None) for a in r.actions))
 
 
 def features_of(r: DecisionRecord) -> dict:
@@ -59,7 +59,7 @@ def test_v2_names_the_actions_and_carries_no_features_v1_stays_readable():
 
 def test_a_record_half_resolved_is_refused_and_labels_split_back():
     r = decision("d1", T0)
-    mixed = replace(r, actions=(replace(r.actions[0], features=None),) + r.actions[1:])
+    mixed = replace(r, actions=(r.actions[0]._replace(features=None),) + r.actions[1:])
     with pytest.raises(ValueError, match="resolve the record"):
         mixed.to_json()
     assert split_label("o.1/c-2@web") == ("o.1", "c-2", "web")

@@ -242,7 +242,7 @@ def test_decode_decision_agrees_with_the_record_contract():
     assert decode_decision(v1, tables) == LoggedDecision.of(DecisionRecord.from_json(v1), tables)
     # v2: the same decision by reference to its catalog version's feature table
     features = {f"{a.offer_id}/{a.content_id}@{a.channel}": a.features for a in r.actions}
-    v2 = replace(r, actions=tuple(replace(a, features=None) for a in r.actions)).to_json()
+    v2 = replace(r, actions=tuple(a._replace(features=None) for a in r.actions)).to_json()
     assert '"v":2' in v2 and "features" not in v2
     tables.add(r.catalog_version, features)
     decoded = decode_decision(v2, tables)

@@ -35,7 +35,7 @@ def logs(n: int, version: str, seed: int = 5) -> list:
         d = decision(f"d{i:05d}", T0 + i * MIN, arm=arm[0], policy=arm[1], segment="abc"[int(rng.integers(3))],
                      items=items)
         if i % 2 == 0:  # v2: labels only, features in the catalog version's table
-            d = replace(d, catalog_version=version, actions=tuple(replace(a, features=None) for a in d.actions))
+            d = replace(d, catalog_version=version, actions=tuple(a._replace(features=None) for a in d.actions))
         out.append(d)
         for rank, a in enumerate(picked, 1):
             if rng.random() < 0.35:

@@ -275,7 +275,7 @@ def test_ope_on_logs_without_probabilities(sync_redis, redis_url, catalog_file, 
     # a writer that logged no probabilities (0 for every item)
     from dataclasses import replace
 
-    stripped = [replace(d, items=tuple(replace(i, probability=0.0) for i in d.items)) for d in logs.decisions]
+    stripped = [replace(d, items=tuple(i._replace(probability=0.0) for i in d.items)) for d in logs.decisions]
     write(redis_url, type(logs)(stripped, logs.rewards))
     assert nba(redis_url, catalog_file, "ope", "--placement", "banner") == 1
     err = _error(capsys)
