@@ -166,32 +166,22 @@ def _has_in(base: Fast, key: str) -> Fast:
 
 # --- operators ---------------------------------------------------------------
 
-def _and(a: Fast, b: Fast) -> Fast:
-    def and_(ev, offer, channel):
+def _junction(decisive: bool, a: Fast, b: Fast) -> Fast:
+    """`a && b` (decisive False) or `a || b` (decisive True): `a` decides
+    alone when it has the decisive value, else the result is `b`'s."""
+    other = not decisive
+
+    def junction(ev, offer, channel):
         x = a(ev, offer, channel)
-        if x is False:
-            return False
-        if x is not True:
+        if x is decisive:
+            return decisive
+        if x is not other:
             raise _DEFER
         y = b(ev, offer, channel)
         if type(y) is not bool:
             raise _DEFER
         return y
-    return and_
-
-
-def _or(a: Fast, b: Fast) -> Fast:
-    def or_(ev, offer, channel):
-        x = a(ev, offer, channel)
-        if x is True:
-            return True
-        if x is not False:
-            raise _DEFER
-        y = b(ev, offer, channel)
-        if type(y) is not bool:
-            raise _DEFER
-        return y
-    return or_
+    return junction
 
 
 def _not(a: Fast) -> Fast:
@@ -346,14 +336,14 @@ class _Parser:
         f = self.and_()
         while self.peek() == ("op", "||"):
             self.take()
-            f = _or(f, self.and_())
+            f = _junction(True, f, self.and_())
         return f
 
     def and_(self) -> Fast:
         f = self.relation()
         while self.peek() == ("op", "&&"):
             self.take()
-            f = _and(f, self.relation())
+            f = _junction(False, f, self.relation())
         return f
 
     def relation(self) -> Fast:
