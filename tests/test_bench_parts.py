@@ -73,6 +73,18 @@ def test_learner_figures_are_read_from_its_report() -> None:
     assert learner.parse("something else") == {}
 
 
+def test_the_learners_figure_is_its_median_run() -> None:
+    runs = [{"per_s": 18_000.0, "vw_only_per_s": 36_000.0, "elapsed_s": 1.11, "output": "a"},
+            {"per_s": 16_000.0, "vw_only_per_s": None, "elapsed_s": 1.25, "output": "b"},
+            {"per_s": 23_000.0, "vw_only_per_s": 39_000.0, "elapsed_s": 0.87, "output": "c"}]
+    out = learner.combine(runs)
+    assert (out["per_s"], out["elapsed_s"], out["output"]) == (18_000.0, 1.11, "a")
+    assert out["vw_only_per_s"] == 36_000.0  # the median of the runs that timed VW
+    assert [r["per_s"] for r in out["runs"]] == [18_000.0, 16_000.0, 23_000.0]
+    assert all("output" not in r for r in out["runs"])
+    assert learner.combine(runs[:1])["per_s"] == 18_000.0
+
+
 def test_service_processes_take_the_server_core_first_and_redis_core_last() -> None:
     two = procs.CpuLayout(server=[0], redis=[1], generators=[[1]], note="", cpus=[0, 1])
     assert two.worker_cpus(2) == [[0], [1]]

@@ -180,7 +180,9 @@ def _learner_row(result: dict, row) -> None:
     sec = _ran(result, "learner")
     if sec is None:
         return
-    row("learner_per_s", "learner: joined examples per second", sec.get("per_s"), LEARNER_TARGET_PER_S,
+    runs = len(sec.get("runs") or ())
+    row("learner_per_s", "learner: joined examples per second" + (f", median of {runs} runs" if runs > 1 else ""),
+        sec.get("per_s"), LEARNER_TARGET_PER_S,
         "issue 7's target", 1.0, at_most=False, unit="/s")
 
 
@@ -516,6 +518,9 @@ def _phase_sections(result: dict) -> list[str]:
             vw = f"; VW alone on the same examples: {sec['vw_only_per_s']:,.0f}/s" if sec.get("vw_only_per_s") else ""
             lines.append(f"  {sec['per_s']:,.0f} joined examples/s ({sec.get('joined', 0):,} in "
                          f"{_f(sec.get('elapsed_s'))} s){vw}")
+            if len(sec.get("runs") or ()) > 1:
+                lines.append(f"  the median of {len(sec['runs'])} runs: "
+                             + ", ".join(f"{r['per_s']:,.0f}" for r in sec["runs"]) + " joined examples/s")
         else:
             lines.append("  no figures")
     return lines

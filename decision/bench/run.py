@@ -74,6 +74,7 @@ class Profile:
     scaling: Search = Search(100, 1.25, 8, 2)  # starts at 0.6 x N x Decide's maximum when that is known
     learner_decisions: int = 20_000
     learner_timeout_s: float = 900.0
+    learner_runs: int = 3  # the figure is the median run's
     soak_s: float = 600.0  # measured, after soak_warmup_s
     soak_warmup_s: float = 60.0
     soak_every_s: float = 10.0
@@ -86,7 +87,7 @@ PROFILES = {
                      notes="checks that every part runs; the figures mean nothing",
                      phases=tuple(PHASES), default_rate=50.0, reward=Search(100, 2.0, 1, 0), candidates=(10, 200),
                      profile_sizes=(1_000, 2_000), workers=(1, 2), scaling=Search(50, 2.0, 1, 0),
-                     learner_decisions=500, learner_timeout_s=300.0, soak_s=2.0, soak_warmup_s=1.0,
+                     learner_decisions=500, learner_timeout_s=300.0, learner_runs=1, soak_s=2.0, soak_warmup_s=1.0,
                      soak_every_s=0.5, half_rounds=2),
     "small": Profile("small", population=10_000, step_s=3.0, warmup_s=1.0, half_s=8.0, half_warmup_s=2.0,
                      echo=Search(1000, 1.5, 8, 2), decide=Search(100, 1.6, 10, 2)),
@@ -453,7 +454,7 @@ def _phases(bench: Bench, profile: Profile, result: dict, log) -> None:
     counts = profile.workers or scaling.default_counts(len(bench.layout.cpus or [0]))
     phase("scaling", lambda: scaling.run(bench, counts, profile.scaling, top))
     phase("learner", lambda: learner.run(profile.learner_decisions, bench.layout.cpus, profile.learner_timeout_s,
-                                         log))
+                                         log, profile.learner_runs))
 
 
 def _fixed_rate(profile: Profile, decide: dict) -> dict:
