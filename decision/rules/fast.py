@@ -94,6 +94,14 @@ def _consent(v: Any) -> Any:
     return str(v).strip().lower()
 
 
+def _source(name: str) -> Callable[[Any], Any]:
+    """The raw mapping behind `profile`, `context` or `consent` (engine._map)."""
+    if name == "context":
+        return lambda ev: ev.context
+    attribute = "consent" if name == "consent" else "attributes"
+    return lambda ev: getattr(ev.profile, attribute)
+
+
 def _field(name: str, key: str) -> Fast:
     """`<map>.<key>` on one of the map variables; a missing key defers (the
     library raises "no such key")."""
@@ -108,23 +116,15 @@ def _field(name: str, key: str) -> Fast:
                 raise _DEFER
             return read(offer)
         return offer_field
+    source = _source(name)
     convert = _consent if name == "consent" else _plain
 
-    if name == "context":
-        def context_field(ev, offer, channel):
-            v = ev.context.get(key, _DEFER)
-            if v is _DEFER:
-                raise _DEFER
-            return convert(v)
-        return context_field
-    source = "consent" if name == "consent" else "attributes"
-
-    def profile_field(ev, offer, channel):
-        v = getattr(ev.profile, source).get(key, _DEFER)
+    def field(ev, offer, channel):
+        v = source(ev).get(key, _DEFER)
         if v is _DEFER:
             raise _DEFER
         return convert(v)
-    return profile_field
+    return field
 
 
 def _has(name: str, key: str) -> Fast:
@@ -137,10 +137,8 @@ def _has(name: str, key: str) -> Fast:
                 raise _DEFER
             return present
         return offer_has
-    if name == "context":
-        return lambda ev, offer, channel: key in ev.context
-    source = "consent" if name == "consent" else "attributes"
-    return lambda ev, offer, channel: key in getattr(ev.profile, source)
+    source = _source(name)
+    return lambda ev, offer, channel: key in source(ev)
 
 
 def _select(base: Fast, key: str) -> Fast:
@@ -242,14 +240,14 @@ def _in(a: Fast, b: Fast) -> Fast:
 
 # --- functions ---------------------------------------------------------------
 
-def _int(ev_value: Any) -> int:
-    t = type(ev_value)
+def _int(v: Any) -> int:
+    t = type(v)
     if t is int:
-        return ev_value
-    if t is str and _INT_TEXT.fullmatch(ev_value):
-        return int(ev_value)
-    if t is float and ev_value.is_integer() and abs(ev_value) < 2.0 ** 53:
-        return int(ev_value)
+        return v
+    if t is str and _INT_TEXT.fullmatch(v):
+        return int(v)
+    if t is float and v.is_integer() and abs(v) < 2.0 ** 53:
+        return int(v)
     raise _DEFER
 
 
@@ -422,7 +420,7 @@ class _Parser:
                 if self.peek() != ("op", "]"):
                     self.take(",")
             self.take("]")
-            return lambda ev, offer, channel: list(items)
+            return _const(items)  # read only: `in`, `size` and helpers never change it
         if kind != "id":
             raise _Unsupported(text)
         if text in _KEYWORDS:
