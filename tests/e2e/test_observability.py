@@ -42,7 +42,10 @@ async def test_one_span_per_rpc_with_a_child_per_stage_and_redis_call(service):
         assert f"nba.stage.{stage}" in names
     redis_spans = [s for s in spans if s.name.startswith("redis ")]
     assert {s.attributes["db.operation"] for s in redis_spans} >= {"fetch_profile", "reserve"}
-    assert all(s.context.trace_id == rpc.context.trace_id for s in spans)
+    # The log writer runs in the background and may already have flushed this decision's row
+    # (its own trace, checked below); every other span belongs to the request's trace.
+    writes = {s.context.trace_id for s in spans if s.name == "nba.decision_log.write"}
+    assert all(s.context.trace_id in writes or s.context.trace_id == rpc.context.trace_id for s in spans)
     # The log row is written after the answer, in a trace of its own that links to the request's.
     await service.app.decider.log_writer.drain()
     (write,) = [s for s in EXPORTER.get_finished_spans() if s.name == "nba.decision_log.write"]
