@@ -769,6 +769,9 @@ class _Reader:
     ) -> None:
         self.errors = errors
         self.compile_rule = compile_rule
+        # One compiled form per distinct text: offers that share a rule share
+        # its verdict in a request (decision/stages/eligibility.py).
+        self._compiled: dict[str, Any] = {}
         self.policy_kinds = policy_kinds
         self.validate_policy = validate_policy
         self.default_purpose = DEFAULT_PURPOSE
@@ -885,10 +888,15 @@ class _Reader:
         text = _nonempty_text(node)
         if self.compile_rule is None:
             return Rule(text, node.text_line)
-        try:
-            compiled = self.compile_rule(text)
-        except Exception as e:  # noqa: BLE001 - the engine's own error type is not ours to know
-            line, message = _rule_problem(e, node)
+        compiled = self._compiled.get(text)
+        if compiled is None:
+            try:
+                compiled = self.compile_rule(text)
+            except Exception as e:  # noqa: BLE001 - the engine's own error type is not ours to know
+                compiled = e
+            self._compiled[text] = compiled
+        if isinstance(compiled, Exception):
+            line, message = _rule_problem(compiled, node)
             raise _Invalid(f"invalid rule: {message}", line=line) from None
         return Rule(text, node.text_line, compiled)
 

@@ -530,6 +530,28 @@ def test_rule_error_in_a_folded_rule_names_the_rule_line(tmp_path):
     )
 
 
+def test_a_rule_text_is_compiled_once_and_each_place_it_fails_is_named(tmp_path):
+    compiled_texts = []
+
+    def compile_rule(text: str) -> object:
+        compiled_texts.append(text)
+        return fail_on_second_line(text)
+
+    text = edit(BASE, "{id: brand_app, channel: app}", "{id: brand_app, channel: app, eligibility: 'true && oops()'}")
+    text = edit(text, "    value: 10\n", "    value: 10\n    eligibility: 'true && oops()'\n")
+    path = write(tmp_path, text)
+    errors = errors_of(path, compile_rule=compile_rule)
+    assert compiled_texts.count("true && oops()") == 2  # once per load: errors_of loads and checks
+    assert [e.split(": ", 1)[0] for e in errors] == [f"{path}:{n}" for n in sorted(
+        {line_of(text, "    eligibility: 'true && oops()'"), line_of(text, "channel: app, eligibility")})]
+
+    good = edit(BASE, "{id: brand_app, channel: app}", "{id: brand_app, channel: app, eligibility: 'true'}")
+    good = edit(good, "    value: 10\n", "    value: 10\n    eligibility: 'true'\n")
+    catalog = load_catalog(write(tmp_path, good), compile_rule=lambda t: [t])
+    rules = [catalog.offers["upgrade"].eligibility, catalog.contents["brand_app"].eligibility]
+    assert rules[0].compiled is rules[1].compiled and rules[0].line != rules[1].line
+
+
 def test_example_compiles_with_the_rules_engine():
     pytest.importorskip("cel", reason="the rules engine's CEL library is not installed")
     from decision.rules import compile_rule

@@ -335,6 +335,41 @@ def test_stage_uses_the_compiled_rule_from_the_catalog_or_compiles_once():
         assert len(result.survivors) == 2
 
 
+def test_offers_that_repeat_a_rule_share_its_compiled_form_and_its_verdict(tmp_path, monkeypatch):
+    from decision.bench.candidates import PLACEMENT, RULES, catalog_text
+    from decision.server import load
+
+    path = tmp_path / "catalog.yaml"
+    path.write_text(catalog_text(200))  # 100 offers; offers 1-99 cycle through the 10 RULES
+    cat = load(path)
+    rules = [o.eligibility for o in cat.offers.values() if o.eligibility is not None]
+    assert len(rules) == 99 and len({id(r.compiled) for r in rules}) == len(RULES)
+    assert cat.offers["o001"].eligibility.compiled is cat.offers["o011"].eligibility.compiled
+
+    evaluated = []
+
+    class Counting(eligibility.Evaluator):
+        def evaluate(self, rule, offer, channel):
+            evaluated.append(rule.text)
+            return super().evaluate(rule, offer, channel)
+
+    monkeypatch.setattr(eligibility, "Evaluator", Counting)
+    request = DecideRequest(placement=PLACEMENT, identity=Identity(IdentityType.PROFILE, "42"),
+                            context=MappingProxyType({"page": "home"}))
+    p = profile(attributes={"tier": "free", "age": 30, "country": "US"}, segments=("paying_user",))
+    situation = Situation(request=request, catalog=cat, placement=cat.placements[PLACEMENT], profile=p,
+                          counted_key=p.key, anonymous=False, now_ms=NOW)
+    result = eligibility.apply(situation, cat.candidates[PLACEMENT])
+    assert sorted(evaluated) == sorted(set(evaluated)) and len(evaluated) == len(RULES)
+    # each removal still names its own offer's rule; the verdicts are those of each rule alone
+    tier = RULES[1]  # 'has(profile.tier) && profile.tier != "free"': false for this profile
+    removed_offers = {r.candidate.offer_id for r in result.removed if r.rule.endswith(tier)}
+    assert removed_offers == {f"o{j:03d}" for j in range(1, 100) if j % len(RULES) == 1}
+    assert all(r.rule == f"offer {r.candidate.offer_id}: {' '.join(cat.offers[r.candidate.offer_id].eligibility.text.split())}"
+               for r in result.removed)
+    assert result == _reference(situation, cat.candidates[PLACEMENT])  # every rule on its own
+
+
 def test_stage_refuses_an_uncompilable_rule_at_run_time_without_failing():
     cat = _catalog({"broken": "profile.age >", "fine": None})
     result = eligibility.apply(_situation(cat, profile()), cat.candidates["home"])

@@ -6,9 +6,10 @@ A rule that fails on this profile (missing attribute, wrong type in the
 data) removes the candidates it guards with "eligibility error: ...", and
 the request goes on.
 
-Each distinct rule is evaluated once per request, per offer when it reads
-`offer` and per channel when it reads `channel` (see rules.Evaluator), and
-its verdict is shared by the candidates it guards. What does not depend on
+Each distinct rule (by text: offers that repeat a rule share it) is
+evaluated once per request, per offer when it reads `offer` and per channel
+when it reads `channel` (see rules.Evaluator), and its verdict is shared by
+the candidates it guards. What does not depend on
 the request (each candidate's rules and labels, the fields to convert for a
 set of rules) is worked out once per catalog: see _Plans.
 """
@@ -58,7 +59,7 @@ class _Plans:
     # id(rule) -> (the rule, kept likewise; its bit; its compiled form, or
     # None when it does not compile; then the verdict it gets)
     rules: dict[int, tuple[Rule, int, CompiledRule | None, str]] = field(default_factory=dict)
-    # (id(rule), offer?, channel?) -> verdict index
+    # (id(compiled rule), offer?, channel?) -> verdict index (id(rule) if it does not compile)
     verdicts: dict[tuple[int, str | None, str | None], int] = field(default_factory=dict)
     first: list[object] = field(default_factory=list)
     # bits of a request's rules -> the map fields its Evaluator converts
@@ -106,8 +107,10 @@ def _plan(plans: _Plans, catalog, placement, c: Candidate) -> _Entry:
     for owner, rule in owned:
         _, bit, program, error = _rule(plans, rule)
         bits |= bit
-        key = (id(rule), c.offer_id if program is not None and program.uses_offer else None,
-               c.channel if program is not None and program.uses_channel else None)
+        # Rules of one text share their compiled form (the catalog loader), so a
+        # rule that many offers repeat has one verdict, not one per offer.
+        key = (id(rule), None, None) if program is None else (
+            id(program), c.offer_id if program.uses_offer else None, c.channel if program.uses_channel else None)
         index = plans.verdicts.get(key)
         if index is None:
             index = plans.verdicts[key] = len(plans.first)
