@@ -77,20 +77,23 @@ def _arm_shares(catalog: Catalog, placement: Placement) -> tuple[tuple[tuple[str
     return shares, by_name
 
 
-def action_of(catalog: Catalog, c: Candidate) -> Action:
-    """The candidate's Action, built once per catalog (catalog.memo): the
-    same object comes back on every request, and the VW policy caches its
-    example text by Action identity. The entry keeps its candidate alive,
-    so the id stays its own."""
-    key = ("action", id(c))
-    hit = catalog.memo.get(key)
-    if hit is not None and hit[0] is c:
-        return hit[1]
-    offer = catalog.offers[c.offer_id]
-    action = Action(id=c.label, features=action_features(catalog, c), value=offer.value,
-                    priority=offer.priority, group=c.offer_id)
-    catalog.memo[key] = (c, action)
-    return action
+def actions_of(catalog: Catalog, candidates: tuple[Candidate, ...]) -> tuple[Action, ...]:
+    """The candidates' Actions, each built once per catalog (catalog.memo):
+    the same objects come back on every request, and the VW policy caches
+    its parsed examples by Action identity. An entry keeps its candidate
+    alive, so the id stays its own."""
+    memo = catalog.memo.get("actions")
+    if memo is None:
+        memo = catalog.memo["actions"] = {}
+    out = []
+    for c in candidates:
+        hit = memo.get(id(c))
+        if hit is None or hit[0] is not c:
+            offer = catalog.offers[c.offer_id]
+            hit = memo[id(c)] = (c, Action(id=c.label, features=action_features(catalog, c), value=offer.value,
+                                           priority=offer.priority, group=c.offer_id))
+        out.append(hit[1])
+    return tuple(out)
 
 
 def choose(situation: Situation, allowed: tuple[Candidate, ...], book: PolicyBook,
@@ -101,7 +104,7 @@ def choose(situation: Situation, allowed: tuple[Candidate, ...], book: PolicyBoo
     shared = shared_features(situation.profile, situation.request.context, situation.now_ms)
     if not allowed:
         return PolicyOutcome(arm.name, policy.name, policy.version, assignment, shared, (), (), (), (), ())
-    actions = tuple([action_of(catalog, c) for c in allowed])
+    actions = actions_of(catalog, allowed)
     feats = tuple([a.features for a in actions])
     context = Context(shared)
     first = policy.rank(context, actions)
