@@ -196,7 +196,7 @@ class DecisionRecord:
                     for i in self.items
                 ],
                 "fallback": self.fallback,
-                "removed": [[r.offer_id, r.content_id, r.channel, r.stage, r.rule] for r in self.removed],
+                "removed": [[*r] for r in self.removed],  # offer, content, channel, stage, rule
                 "request_id": self.request_id,
                 "join_window_s": self.join_window_s,
                 "default_reward": self.default_reward,
