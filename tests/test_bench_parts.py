@@ -152,3 +152,14 @@ def test_rounds_pool_their_samples_and_keep_their_own_ratios() -> None:
     assert s["server_cpu_us_per_request"] == 1000.0 and s["other_processes_cpu"] == 0.4
     assert s["latency_ms"]["p50"] == pytest.approx(1.5)
     assert pool([(summaries[0], decide[0])])[0] is summaries[0]
+
+
+def test_notes_name_cpu_steal_when_the_hypervisor_took_cores():
+    def step(steal: float) -> dict:
+        return {"offered_rps": 100, "requests": 100, "steal_cpu": steal, "other_processes_cpu": 0.0}
+
+    quiet = {"decide": {"steps": [step(0.01), step(0.02)]}}
+    assert not [n for n in report.notes(quiet) if "steal" in n]
+    stolen = {"decide": {"steps": [step(0.01), step(0.46)]}, "half_rate": {"decide": step(0.24)}}
+    (note,) = [n for n in report.notes(stolen) if "steal" in n]
+    assert "up to 0.46 cores" in note and "2 of 3 steps" in note

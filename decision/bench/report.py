@@ -219,6 +219,11 @@ def notes(result: dict) -> list[str]:
     if other > OTHER_BUSY:
         out.append(f"other processes on this machine used up to {other:.2f} cores during a step: the bench did "
                    "not have the machine to itself, and its figures are worse than the service's")
+    stolen = [s.get("steal_cpu", 0) for s in all_steps(result)]
+    if max(stolen, default=0) > OTHER_BUSY:
+        out.append(f"the hypervisor took up to {max(stolen):.2f} cores from this machine during a step (CPU steal; "
+                   f"{sum(x > OTHER_BUSY for x in stolen)} of {len(stolen)} steps above {OTHER_BUSY:.2f}): those "
+                   "steps measure the host as much as the service")
     profile_notes = _get(result, "settings", "notes")
     if profile_notes:
         out.append(f"profile {result.get('profile')}: {profile_notes}")
