@@ -37,7 +37,7 @@ from cel.stdlib import STDLIB_FUNCTIONS
 from decision.catalog import Offer
 from decision.domain import Profile, Value
 from decision.errors import Code, NbaError
-from decision.rules.fast import Defer, Fast, compile_fast
+from decision.rules.fast import OFFER_FIELDS, Defer, Fast, compile_fast, consent_value
 from decision.rules.helpers import EVENT_HELPERS, EVENTS_HANDLE, HELPERS, BoundHelpers
 from decision.rules.timezone import BadTimezone, local_time
 
@@ -370,22 +370,11 @@ def _plain(v: Value) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
-_OFFER_FIELDS = {
-    "id": lambda o: o.id,
-    "value": lambda o: float(o.value),
-    "margin": lambda o: float(o.margin),
-    "priority": lambda o: float(o.priority),
-    "tags": lambda o: list(o.tags),
-    "purpose": lambda o: o.purpose,
-    "attributes": lambda o: dict(o.attributes),
-}
-
-
 def offer_map(offer: Offer, fields: frozenset[str] | None = None) -> dict[str, Any]:
     """`offer` as rules see it; only `fields` when given (conversion costs)."""
     if fields is None:
-        return {k: f(offer) for k, f in _OFFER_FIELDS.items()}
-    return {k: _OFFER_FIELDS[k](offer) for k in fields if k in _OFFER_FIELDS}
+        return {k: f(offer) for k, f in OFFER_FIELDS.items()}
+    return {k: OFFER_FIELDS[k](offer) for k in fields if k in OFFER_FIELDS}
 
 
 _CHECK_OFFER = Offer(id="check", name="check")
@@ -470,7 +459,7 @@ class Evaluator:
             src = p.consent
         items = src.items() if fields is None else ((k, src[k]) for k in fields if k in src)
         if name == "consent":
-            return {k: str(x).strip().lower() for k, x in items}
+            return {k: consent_value(x) for k, x in items}
         return {k: _plain(x) for k, x in items}
 
     def _bind_map(self, ctx: Any, slot: int, name: str, need: frozenset[str] | None) -> None:

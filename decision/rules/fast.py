@@ -90,8 +90,21 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _consent(v: Any) -> Any:
+def consent_value(v: Any) -> str:
+    """A consent value as rules see it: "granted", "denied", ... (stages/consent.py's reading)."""
     return str(v).strip().lower()
+
+
+# `offer.<field>` as rules see it (engine.offer_map binds the same).
+OFFER_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "id": lambda o: o.id,
+    "value": lambda o: float(o.value),
+    "margin": lambda o: float(o.margin),
+    "priority": lambda o: float(o.priority),
+    "tags": lambda o: list(o.tags),
+    "purpose": lambda o: o.purpose,
+    "attributes": lambda o: dict(o.attributes),
+}
 
 
 def _source(name: str) -> Callable[[Any], Any]:
@@ -106,8 +119,7 @@ def _field(name: str, key: str) -> Fast:
     """`<map>.<key>` on one of the map variables; a missing key defers (the
     library raises "no such key")."""
     if name == "offer":
-        from decision.rules.engine import _OFFER_FIELDS
-        read = _OFFER_FIELDS.get(key)
+        read = OFFER_FIELDS.get(key)
         if read is None:
             raise _Unsupported(key)
 
@@ -117,7 +129,7 @@ def _field(name: str, key: str) -> Fast:
             return read(offer)
         return offer_field
     source = _source(name)
-    convert = _consent if name == "consent" else _plain
+    convert = consent_value if name == "consent" else _plain
 
     def field(ev, offer, channel):
         v = source(ev).get(key, _DEFER)
@@ -129,8 +141,7 @@ def _field(name: str, key: str) -> Fast:
 
 def _has(name: str, key: str) -> Fast:
     if name == "offer":
-        from decision.rules.engine import _OFFER_FIELDS
-        present = key in _OFFER_FIELDS
+        present = key in OFFER_FIELDS
 
         def offer_has(ev, offer, channel):
             if offer is None:
