@@ -163,3 +163,17 @@ def test_notes_name_cpu_steal_when_the_hypervisor_took_cores():
     stolen = {"decide": {"steps": [step(0.01), step(0.46)]}, "half_rate": {"decide": step(0.24)}}
     (note,) = [n for n in report.notes(stolen) if "steal" in n]
     assert "up to 0.46 cores" in note and "2 of 3 steps" in note
+
+
+def test_a_verdict_from_steps_with_steal_says_so():
+    def size(n: int, p99: float, steal: float) -> dict:
+        return {"candidates": n, "latency_ms": {"p50": 1.0, "p99": p99}, "steal_cpu": steal, "offered_rps": 100,
+                "requests": 100}
+
+    result = {"candidates": {"rate_rps": 100, "sizes": [size(10, 2.0, 0.24), size(200, 2.5, 0.0)]}}
+    (row,) = [t for t in report.targets(result) if t["id"] == "candidates_p99"]
+    assert row["pass"] is True and row["steal_cpu"] == 0.24
+    assert report.verdict(row) == "PASS (steal 0.24 cores: the host's figure)"  # the table's last column
+    result["candidates"]["sizes"][0]["steal_cpu"] = 0.02
+    (row,) = [t for t in report.targets(result) if t["id"] == "candidates_p99"]
+    assert report.verdict(row) == "PASS"

@@ -48,14 +48,16 @@ def targets(result: dict) -> list[dict]:
     floor = "echo + Redis read"
     rows = []
 
-    def row(key, name, figure, floor_value, floor_is, target=None, at_most=True, unit="ms"):
+    def row(key, name, figure, floor_value, floor_is, target=None, at_most=True, unit="ms", steps=()):
         ratio = _ratio(figure, floor_value)
         passed = None
         if target is not None and ratio is not None:
             passed = ratio <= target if at_most else ratio >= target
         shown = None if target is None else f"<= {target:g}x" if at_most else f">= {target:.0%}"
         rows.append({"id": key, "figure": name, "decide": figure, "floor": floor_value, "floor_is": floor_is,
-                     "unit": unit, "ratio": ratio, "target": shown, "pass": passed})
+                     "unit": unit, "ratio": ratio, "target": shown, "pass": passed,
+                     # the most CPU the hypervisor took in a step this figure comes from (cores)
+                     "steal_cpu": max((s.get("steal_cpu", 0) for s in steps if s), default=0.0)})
         return rows[-1]
 
     def lat(who: str, p: str):
@@ -73,11 +75,14 @@ def targets(result: dict) -> list[dict]:
 
 
 def _decide_rows(result: dict, row, lat, at: str, half: str, floor: str, h: dict) -> None:
+    half_steps = [h.get(k) for k in ("decide", "echo", "redis") if isinstance(h.get(k), dict)]
     row("p50_vs_floor", f"p50 {at}{half}", lat("decide", "p50"), lat("floor_sum", "p50"), floor,
-        P50_TARGET)
-    row("p99_vs_floor", f"p99 {at}", lat("decide", "p99"), lat("floor_sum", "p99"), floor, P99_TARGET)
+        P50_TARGET, steps=half_steps)
+    row("p99_vs_floor", f"p99 {at}", lat("decide", "p99"), lat("floor_sum", "p99"), floor, P99_TARGET,
+        steps=half_steps)
     t = row("throughput_vs_echo", "max sustainable throughput", _get(result, "decide", "max_rps"),
-            _get(result, "floor_echo", "max_rps"), "echo", THROUGHPUT_TARGET, at_most=False, unit="rps")
+            _get(result, "floor_echo", "max_rps"), "echo", THROUGHPUT_TARGET, at_most=False, unit="rps",
+            steps=[s for k in ("decide", "floor_echo") for s in _get(result, k, "steps", default=[])])
     # A search that never failed gives a lower bound only.
     t["decide_at_least"] = bool(_get(result, "decide", "search_capped"))
     t["floor_at_least"] = bool(_get(result, "floor_echo", "search_capped"))
@@ -99,7 +104,8 @@ def _reward_row(result: dict, row) -> None:
     if sec is None:
         return
     t = row("reward_vs_decide", "max sustainable Reward rate", sec.get("max_rps"), _get(result, "decide", "max_rps"),
-            "Decide's max", REWARD_TARGET, at_most=False, unit="rps")
+            "Decide's max", REWARD_TARGET, at_most=False, unit="rps",
+            steps=[*sec.get("steps", []), *_get(result, "decide", "steps", default=[])])
     t["decide_at_least"] = bool(sec.get("search_capped"))
     t["floor_at_least"] = bool(_get(result, "decide", "search_capped"))
 
@@ -114,7 +120,7 @@ def _soak_row(result: dict, row) -> None:
                 else "after the warm-up; never levelled off")
     r = row("soak_rss", f"service RSS after {_minutes(sec.get('duration_s'))} at {_f(sec.get('rate_rps'), 0)} rps",
             mib(sec.get("rss_end_bytes")), mib(sec.get("rss_start_bytes")), start_is, SOAK_RSS_TARGET,
-            unit="MiB")
+            unit="MiB", steps=[sec.get("step")])
     if levelled is False:  # a climb that never stops is a leak, whatever the ratio so far (soak.py)
         r["pass"] = False
 
@@ -133,9 +139,9 @@ def _candidates_rows(result: dict, row) -> None:
     p = lambda s, q: _get(s, "latency_ms", q)  # noqa: E731
     at = f"at {_f(sec.get('rate_rps'), 0)} rps"
     row("candidates_p99", f"p99 {at}, {n(hi, 'candidates')} vs {n(lo, 'candidates')} candidates", p(hi, "p99"),
-        p(lo, "p99"), f"{n(lo, 'candidates')} candidates", CANDIDATES_P99_TARGET)
+        p(lo, "p99"), f"{n(lo, 'candidates')} candidates", CANDIDATES_P99_TARGET, steps=[lo, hi])
     row("candidates_p50", f"p50 {at}, {n(hi, 'candidates')} vs {n(lo, 'candidates')} candidates", p(hi, "p50"),
-        p(lo, "p50"), f"{n(lo, 'candidates')} candidates")
+        p(lo, "p50"), f"{n(lo, 'candidates')} candidates", steps=[lo, hi])
 
 
 def _profiles_rows(result: dict, row) -> None:
@@ -146,7 +152,8 @@ def _profiles_rows(result: dict, row) -> None:
     lo, hi = (sizes[0], sizes[-1]) if len(sizes) >= 2 else (None, None)
     n = lambda s: f"{s['profiles']:,}" if s else "?"  # noqa: E731
     t = row("profiles_p99", f"p99 at {_f(sec.get('rate_rps'), 0)} rps, {n(hi)} vs {n(lo)} profiles",
-            _get(hi, "latency_ms", "p99"), _get(lo, "latency_ms", "p99"), f"{n(lo)} profiles", PROFILES_P99_TARGET)
+            _get(hi, "latency_ms", "p99"), _get(lo, "latency_ms", "p99"), f"{n(lo)} profiles", PROFILES_P99_TARGET,
+            steps=sizes)
     t["ratio_range"] = profiles_ratio_range(lo, hi)
     row("profiles_memory", f"Redis memory per profile, {n(hi)} profiles", _get(hi, "bytes_per_profile"),
         _get(lo, "bytes_per_profile"), f"at {n(lo)}", unit="B")
@@ -184,6 +191,15 @@ def _learner_row(result: dict, row) -> None:
     row("learner_per_s", "learner: joined examples per second" + (f", median of {runs} runs" if runs > 1 else ""),
         sec.get("per_s"), LEARNER_TARGET_PER_S,
         "issue 7's target", 1.0, at_most=False, unit="/s")
+
+
+def verdict(t: dict) -> str:
+    """PASS or FAIL, marked when the hypervisor took CPU in a step the figure comes from."""
+    out = {True: "PASS", False: "FAIL", None: ""}[t["pass"]]
+    steal = t.get("steal_cpu") or 0
+    if out and steal > OTHER_BUSY:
+        out += f" (steal {steal:.2f} cores: the host's figure)"
+    return out
 
 
 def _minutes(seconds) -> str:
@@ -435,8 +451,7 @@ def render(result: dict) -> str:
         ge = lambda key: ">= " if t.get(key) else ""
         rows.append([t["figure"], f"{ge('decide_at_least')}{_f(t['decide'])} {unit}",
                      f"{ge('floor_at_least')}{_f(t['floor'])} {unit} ({t['floor_is']})",
-                     _times(t["ratio"]), t["target"] or "",
-                     {True: "PASS", False: "FAIL", None: ""}[t["pass"]]])
+                     _times(t["ratio"]), t["target"] or "", verdict(t)])
     lines += ["", "Against the floor or reference (targets: issue 7):"]
     lines += _table(["figure", "measured", "floor / reference", "ratio", "target", ""], rows)
     took = result.get("phase_s")
