@@ -492,6 +492,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 # --- bench ---------------------------------------------------------------------
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.compare:
+        from decision.bench.compare import run as compare
+
+        return compare(*map(Path, args.compare))
     from decision.bench.run import main as bench_main
     from decision.bench.run import parse_phases
 
@@ -712,6 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "then 10 minutes at half of it with the service's RSS sampled")
     b.add_argument("--out", help="JSON results (default: bench-results/<timestamp>.json)")
     b.add_argument("--plots", metavar="DIR", help="also write SVG charts of the results here (decision/bench/plot.py)")
+    b.add_argument("--compare", nargs=2, metavar=("OLD.json", "NEW.json"),
+                   help="measure nothing: print two results' figures, ratios and verdicts side by side")
     b.add_argument("--catalog", help="catalog YAML (default: NBA_CATALOG or examples/catalog.yaml)")
     b.add_argument("--placement", help="placement to decide for (default: the catalog's first)")
     b.add_argument("--population", type=int, help="synthetic profiles to load (default: the profile's)")

@@ -177,3 +177,49 @@ def test_a_verdict_from_steps_with_steal_says_so():
     result["candidates"]["sizes"][0]["steal_cpu"] = 0.02
     (row,) = [t for t in report.targets(result) if t["id"] == "candidates_p99"]
     assert report.verdict(row) == "PASS"
+
+
+def _result(commit: str, cpu: str, p99_10: float, p99_200: float, rate: int = 100, steal: float = 0.0) -> dict:
+    def size(n: int, p99: float) -> dict:
+        return {"candidates": n, "latency_ms": {"p50": 1.0, "p99": p99}, "steal_cpu": steal, "offered_rps": rate,
+                "requests": 100}
+
+    return {"machine": {"git_commit": commit, "cpu_model": cpu, "git_dirty": False}, "profile": "small",
+            "started_at": "2026-12-07T15:00:00+00:00",
+            "candidates": {"rate_rps": rate, "sizes": [size(10, p99_10), size(200, p99_200)]},
+            "reward": {"max_rps": 900, "steps": []}, "decide": {"max_rps": 600, "steps": []}}
+
+
+def test_compare_puts_two_runs_side_by_side(tmp_path, capsys):
+    from decision.bench import compare
+    from decision.cli import main
+
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(_result("a" * 40, "AMD EPYC", 2.0, 4.0)))
+    new.write_text(json.dumps(_result("b" * 40, "Intel Xeon", 2.0, 2.5, rate=80, steal=0.3)))
+    assert main(["bench", "--compare", str(old), str(new)]) == 0
+    out = capsys.readouterr().out
+    assert "commit aaaaaaaaaaaa" in out and "commit bbbbbbbbbbbb" in out
+    assert "different CPUs: compare the ratios" in out
+    (line,) = [x for x in out.splitlines() if x.startswith("  p99 at 80 rps, 200 vs 10 candidates *")]
+    assert "2.00x" in line and "1.25x" in line and "0.62x (better)" in line
+    assert "FAIL" in line and "PASS (steal 0.30 cores: the host's figure)" in line
+    assert "  * before: p99 at 100 rps, 200 vs 10 candidates" in out
+    (reward,) = [x for x in out.splitlines() if "max sustainable Reward rate" in x]
+    assert "same" in reward  # 900/600 both times
+    # same CPU, a worse ratio, no differing conditions
+    text = compare.compare(_result("a" * 40, "AMD", 2.0, 2.5), _result("b" * 40, "AMD", 2.0, 4.0))
+    assert "different CPUs" not in text and "other conditions" not in text and "1.60x (worse)" in text
+
+
+def test_compare_refuses_what_is_not_a_result(tmp_path, capsys):
+    from decision.cli import main
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_result("a" * 40, "AMD", 2.0, 2.5)))
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "other.json").write_text(json.dumps({"rows": []}))
+    for name, says in (("missing.json", "No such file"), ("bad.json", "not JSON"), ("other.json", "not a result")):
+        assert main(["bench", "--compare", str(good), str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"nba bench --compare: {tmp_path / name}: ") and says in err
