@@ -191,9 +191,7 @@ class Decider:
                 metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS[name])
             allowed = result.survivors
             removed.extend(result.removed)
-        names = _RULE_NAMES
-        metrics.REMOVALS.add_each((r.stage, r.candidate.offer_id, names.get(r.rule) or _rule_name(r.rule))
-                                  for r in removed)
+        metrics.REMOVALS.add_each((r.stage, r.candidate.offer_id, _rule_name(r.rule)) for r in removed)
 
         with span("nba.stage.policy"):
             outcome = policy.choose(situation, allowed, holder.book, self.rng, request.count or 1)

@@ -9,9 +9,9 @@ the request goes on.
 Each distinct rule (by text: offers that repeat a rule share it) is
 evaluated once per request, per offer when it reads `offer` and per channel
 when it reads `channel` (see rules.Evaluator), and its verdict is shared by
-the candidates it guards. What does not depend on
-the request (each candidate's rules and labels, the fields to convert for a
-set of rules) is worked out once per catalog: see _Plans.
+the candidates it guards. What does not depend on the request (each
+candidate's rules and labels, the fields to convert for a set of rules) is
+worked out once per catalog: see _Plans.
 """
 
 from __future__ import annotations
