@@ -4,7 +4,6 @@ restarted under load, and the service itself restarted under load."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections import Counter
@@ -14,6 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from decision.bench.procs import free_port
 from decision.clock import SystemClock
 from decision.logs import Logs
 from decision.nba.v1 import decision_pb2 as pb
@@ -26,12 +26,6 @@ from tests.helpers import ROOT
 
 CATALOG = ROOT / "tests" / "data" / "pressure_catalog.yaml"
 SERVING = health_pb2.HealthCheckResponse.SERVING
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Load:
@@ -93,7 +87,7 @@ async def _rewards_in_log(redis) -> Counter:
 @pytest.mark.slow
 async def test_redis_killed_and_restarted_under_load(tmp_path: Path):
     server = EmbeddedRedis(tmp_path / "redis", appendfsync="always").start()
-    port = _free_port()
+    port = free_port()
     app = await App(Settings(port=port, catalog=CATALOG, redis_url=server.url, spool_dir=tmp_path / "spool",
                              health_poll_s=0.2, redis_budget_s=0.05), clock=SystemClock()).start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -127,7 +121,7 @@ async def test_redis_killed_and_restarted_under_load(tmp_path: Path):
 
 @pytest.mark.slow
 async def test_service_restarted_gracefully_under_load(tmp_path: Path, redis, redis_url):
-    port = _free_port()
+    port = free_port()
 
     def settings() -> Settings:
         return Settings(port=port, catalog=CATALOG, redis_url=redis_url, spool_dir=tmp_path / "spool",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import urllib.request
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from decision.bench.procs import free_port
 from decision.clock import ManualClock
 from decision.logfmt import JsonFormatter
 from decision.metrics import STAGE_SAMPLE
@@ -23,12 +23,6 @@ EXPORTER = InMemorySpanExporter()
 @pytest.fixture(scope="module", autouse=True)
 def tracing():
     configure_tracing(exporter=EXPORTER)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_one_span_per_rpc_with_a_child_per_stage_and_redis_call(service):
@@ -66,7 +60,7 @@ async def test_prometheus_endpoint_exposes_decisions_stages_and_models(redis, re
 
     catalog = tmp_path / "catalog.yaml"
     shutil.copy(EXAMPLES / "catalog.yaml", catalog)
-    port = _free_port()
+    port = free_port()
     svc = await start_service(redis_url, catalog, ManualClock(ms=1_795_017_600_000), metrics_port=port)
     try:
         await svc.load_profiles()
