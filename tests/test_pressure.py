@@ -14,8 +14,8 @@ from decision.catalog import Budget, Cap, Catalog, Channel, Content, Offer, Plac
 from decision.domain import Candidate, DecideRequest, Exposure, Identity, IdentityType, Profile
 from decision.stages import Situation, pressure
 from decision.store import keys
-from decision.store.pressure_store import record_positive_reward, reserve
-from decision.store.redis_store import RedisProfileStore, connect
+from decision.store.pressure_store import commit_served, record_positive_reward, release_lease, reserve
+from decision.store.redis_store import LEASE_MS, RedisProfileStore, connect
 from decision.store.resp import RespClient
 
 NOW = 1_767_225_600_000 + 12 * 3_600_000  # 2026-01-01T12:00:00Z
@@ -368,3 +368,101 @@ async def test_scripts_survive_a_script_flush(redis):
     assert await reserve(redis, situation(cat, pk="pid:2"), [cand("o", "web")], "d2") == (None,)
     await record_positive_reward(redis, "pid:2", "o", NOW)
     assert await redis.get(keys.budget_total("o")) == "2"
+
+
+# ---------------------------------------------------------------------------
+# The commit lease: a decision that read the person under it answers before
+# its reservation is written; every other reservation for the person waits.
+
+
+async def _leased(client, pk: str, decision_id: str) -> bool:
+    _, leased = await RedisProfileStore(client).fetch_leased([pk], NOW, decision_id)
+    return leased
+
+
+@CLIENTS
+async def test_a_reservation_waits_for_the_lease_and_then_counts_its_exposure(redis_url, redis, kind):
+    cat = make_catalog(Offer("o", "o", caps=(Cap("offer", 1, 86400),)))
+    client = _client(kind, redis_url)
+    try:
+        assert await _leased(client, "pid:1", "A")
+        assert not await _leased(client, "pid:1", "B")  # one holder at a time
+        # B read the person while A held the lease: its pre-check saw no
+        # exposure, so it picks the offer, and its reservation must wait
+        waiting = asyncio.ensure_future(reserve(client, situation(cat), [cand("o", "web")], "B", wait_s=5.0))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        assert await _members(redis, "pid:1") == []
+        future, _, _ = commit_served(client, situation(cat), [cand("o", "web")], "A")
+        status, verdicts = await future
+        assert (int(status), [int(v) for v in verdicts[0]]) == (0, [0, 0, 0])
+        (refusal,) = await waiting
+    finally:
+        await client.aclose()
+    assert refusal is not None and refusal.rule == "cap offer 1/86400s (count 1)"
+    assert await _members(redis, "pid:1") == [("A|o|web", float(NOW))]
+    assert await redis.exists(keys.lease("pid:1")) == 0  # released by A's commit
+
+
+async def test_a_lease_held_past_the_wait_refuses_with_a_named_rule(redis):
+    cat = make_catalog(Offer("o", "o"))
+    assert await _leased(redis, "pid:1", "stuck")
+    (refusal,) = await reserve(redis, situation(cat), [cand("o", "web")], "B", wait_s=0.02)
+    assert refusal is not None and refusal.rule.startswith("concurrent decision (lease held ")
+    assert "read its exposures first" in refusal.detail and "pid:1" in refusal.detail
+    assert await _members(redis, "pid:1") == []  # nothing checked, nothing added
+    assert 0 < await redis.pttl(keys.lease("pid:1")) <= LEASE_MS  # it expires on its own
+
+
+async def test_the_holder_reserving_itself_goes_through_and_releases_the_lease(redis):
+    """A holder that cannot answer first (two items, a budget) reserves the
+    usual way: its own lease does not hold it up."""
+    cat = make_catalog(Offer("a", "a"), Offer("b", "b"), person_caps=(Cap("person", 1, 86400),))
+    assert await _leased(redis, "pid:1", "A")
+    first, second = await reserve(redis, situation(cat), [cand("a", "web"), cand("b", "web")], "A", wait_s=0)
+    assert first is None and second is not None and second.rule == "cap person 1/86400s (count 1)"
+    assert await redis.exists(keys.lease("pid:1")) == 0
+
+
+async def test_served_commit_counts_the_exposure_even_past_a_limit_and_says_so(redis):
+    """What an answered item's reservation reports when the lease did not
+    hold (expired, or an exposure written by something that ignores it): the
+    exposure is counted all the same, since the person was shown the item."""
+    cat = make_catalog(Offer("o", "o", caps=(Cap("offer", 1, 86400),)))
+    await redis.zadd(keys.exposures("pid:1"), {"old|o|web": NOW - HOUR})
+    assert await _leased(redis, "pid:1", "A")
+    status, verdicts = await commit_served(redis, situation(cat), [cand("o", "web")], "A")[0]
+    assert (int(status), [int(v) for v in verdicts[0]]) == (0, [1, 1, 1])  # the cap, counting 1
+    assert [m for m, _ in await _members(redis, "pid:1")] == ["old|o|web", "A|o|web"]
+    # without the lease (expired before the script ran): status 2
+    status, _ = await commit_served(redis, situation(cat, now=NOW + 1), [cand("o", "web")], "late")[0]
+    assert int(status) == 2
+    # sent twice (the spool's replay), counted once
+    again = commit_served(redis, situation(cat), [cand("o", "web")], "A")[0]
+    await again
+    assert len(await _members(redis, "pid:1")) == 3
+
+
+async def test_release_lease_only_releases_its_own(redis):
+    assert await _leased(redis, "pid:1", "A")
+    assert int(await release_lease(redis, "pid:1", "B")) == 0
+    assert await redis.get(keys.lease("pid:1")) == "A"
+    assert int(await release_lease(redis, "pid:1", "A")) == 1
+    assert await _leased(redis, "pid:1", "B")
+
+
+async def test_served_commit_is_written_before_the_call_returns_on_the_request_path_client(redis_url, redis):
+    """On the multiplexed client the script is on the wire before the caller
+    answers, so a later request on the same client finds the exposure."""
+    cat = make_catalog(Offer("o", "o", caps=(Cap("offer", 1, 86400),)))
+    client = RespClient(redis_url)
+    try:
+        await client.ping()  # connected: send_now writes at once
+        assert await _leased(client, "pid:1", "A")
+        future, _, _ = commit_served(client, situation(cat), [cand("o", "web")], "A")
+        # not awaited: the next fetch on the client comes after it
+        (p,), leased = await RedisProfileStore(client).fetch_leased(["pid:1"], NOW + 1, "B")
+        assert leased and [x.decision_id for x in p.exposures] == ["A"]
+        await future
+    finally:
+        await client.aclose()

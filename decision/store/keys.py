@@ -23,6 +23,10 @@ an identity that belongs to a known profile carries a `link` field naming it.
     {p:<pk>}:x      ZSET   exposures reserved by the service (pressure);
                      score = epoch ms, member = "<decision id>|<offer>|<channel>"
     {p:<pk>}:r      HASH   offer id -> epoch ms of the latest positive reward
+    {p:<pk>}:l      STRING the person's commit lease: the id of the decision that
+                     read the exposures under it and may answer before its own
+                     exposure is written; other reservations wait for it
+                     (docs/RULES.md, "Reservation"). Expires after 1 s.
     {p:<pk>}:ids    SET    reverse identity index: the person keys whose
                      `link` names <pk>. Written with the link by
                      ProfileWriter.link; upstream writers that set `link`
@@ -84,6 +88,10 @@ def exposures(pk: str) -> str:
 
 def positive_rewards(pk: str) -> str:
     return "{p:" + pk + "}:r"
+
+
+def lease(pk: str) -> str:
+    return "{p:" + pk + "}:l"
 
 
 def identities(pk: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,5 +27,23 @@ class LuaScript:
     async def __call__(self, redis: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await redis.eval(self.source, len(keys), *keys, *args)
+
+    def send(self, redis: Any, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future:
+        """Run the script without waiting for it: on a multiplexed client
+        that is connected (resp.RespClient.send_now) the call is written
+        before this returns, ahead of anything sent later on it; otherwise it
+        is sent from a task. Its outcome as a future."""
+        send_now = getattr(redis, "send_now", None)
+        first = send_now("EVALSHA", self.sha, len(keys), *keys, *args) if send_now is not None else None
+        return asyncio.ensure_future(self._finish(redis, keys, args, first))
+
+    async def _finish(self, redis: Any, keys: Sequence[str], args: Sequence[Any],
+                      first: "asyncio.Future | None") -> Any:
+        if first is None:
+            return await self(redis, keys, args)
+        try:
+            return await first
         except NoScriptError:
             return await redis.eval(self.source, len(keys), *keys, *args)

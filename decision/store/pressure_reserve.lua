@@ -2,28 +2,59 @@
 --
 -- KEYS[1]  {p:<pk>}:x  ZSET exposures, score = epoch ms, member = "<decision>|<offer>|<channel>"
 -- KEYS[2]  {p:<pk>}:r  HASH offer -> epoch ms of the latest positive reward
+-- KEYS[3]  {p:<pk>}:l  STRING the person's commit lease: the id of the decision
+--          that read the person's exposures under it and commits after answering
 -- (one person: one hash tag, one Cluster slot)
 --
 -- ARGV[1] now (epoch ms, the decision's injected clock)
 -- ARGV[2] horizon ms: exposures older than now - horizon are trimmed
 -- ARGV[3] decision id
--- ARGV[4] number of items, then per item, in rank order:
+-- ARGV[4] mode:
+--   "check"   check, then add the granted exposures. While another decision
+--             holds the lease its exposures are not written yet: nothing is
+--             checked or added, and the reply says so (busy) for the caller
+--             to try again.
+--   "served"  the items were already served under this decision's lease (the
+--             check ran on the exposures read with it): add every exposure;
+--             the verdicts only report what a check would have said.
+-- ARGV[5] number of items, then per item, in rank order:
 --   offer, channel, min_delay_ms, suppress_after (0: none), suppress_window_ms,
 --   ncaps, then ncaps x (limit, window_ms, match_offer, match_channels)
 --   ("" matches any offer / channel; channels are written "|email|sms|")
 --
--- Returns one {code, index, value} per item:
+-- Returns {status, verdicts}:
+--   status 0    done
+--   status 1    busy: another decision holds the lease (its pttl in verdicts[1])
+--   status 2    "served" mode, but the lease was not this decision's any more
+--               (it expired): the exposures are added all the same
+-- and one verdict {code, index, value} per item:
 --   {0, 0, 0}          granted (the exposure is added)
 --   {1, k, count}      refused by the item's k-th cap, count in its window
 --   {2, 0, last_ms}    refused by the channel's minimum delay
 --   {3, 0, ignored}    refused by suppression
 -- Items are checked in order, each seeing the exposures granted before it.
+-- The lease is released (deleted) when it is this decision's.
 
-local xkey, rkey = KEYS[1], KEYS[2]
+local xkey, rkey, lkey = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[2])
 local decision = ARGV[3]
-local n = tonumber(ARGV[4])
+local served = ARGV[4] == 'served'
+local n = tonumber(ARGV[5])
+
+local holder = redis.call('GET', lkey)
+local status = 0
+if holder and holder ~= decision then
+  if not served then
+    return {1, {redis.call('PTTL', lkey)}}
+  end
+  status = 2
+elseif not holder and served then
+  status = 2
+end
+if holder == decision then
+  redis.call('DEL', lkey)
+end
 
 redis.call('ZREMRANGEBYSCORE', xkey, '-inf', '(' .. (now - horizon))
 local raw = redis.call('ZRANGEBYSCORE', xkey, now - horizon, '+inf', 'WITHSCORES')
@@ -48,7 +79,7 @@ end
 
 local out = {}
 local granted = false
-local pos = 5
+local pos = 6
 for item = 1, n do
   local offer, channel = ARGV[pos], ARGV[pos + 1]
   local min_delay = tonumber(ARGV[pos + 2])
@@ -84,18 +115,16 @@ for item = 1, n do
     if ignored >= sup_after then verdict = {3, 0, ignored} end
   end
 
-  if verdict == nil then
+  if verdict == nil or served then
     redis.call('ZADD', xkey, ARGV[1], decision .. '|' .. offer .. '|' .. channel)
     ex[#ex + 1] = {now, decision, offer, channel}
     granted = true
-    out[item] = {0, 0, 0}
-  else
-    out[item] = verdict
   end
+  out[item] = verdict or {0, 0, 0}
 end
 
 if granted then
   -- an idle person's counters disappear once every entry is past the horizon
   redis.call('PEXPIRE', xkey, horizon)
 end
-return out
+return {status, out}

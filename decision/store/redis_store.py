@@ -24,6 +24,10 @@ from decision.store import keys
 EVENT_HORIZON_MS = 30 * 86_400_000
 MAX_EVENTS = 256
 EXPOSURE_HORIZON_MS = 31 * 86_400_000
+# A person's commit lease (keys.lease) lives this long at most: the time from a
+# decision's profile fetch to its commit, with a wide margin. A decision that
+# dies in between holds up the person's other commits until then.
+LEASE_MS = 1000
 
 
 def connect(url: str, *, timeout_s: float = 1.0, max_connections: int = 64) -> aioredis.Redis:
@@ -48,6 +52,12 @@ def connect(url: str, *, timeout_s: float = 1.0, max_connections: int = 64) -> a
 class ProfileStore(Protocol):
     async def fetch(self, person_keys: Sequence[str], now_ms: int) -> tuple[Profile, ...]:
         """Profiles of the given person keys, in order, in one round trip."""
+        ...
+
+    async def fetch_leased(self, person_keys: Sequence[str], now_ms: int,
+                           lease: str) -> tuple[tuple[Profile, ...], bool]:
+        """The same, taking the first person's commit lease for the decision
+        `lease` in the same round trip first; whether it was taken."""
         ...
 
 
@@ -151,10 +161,23 @@ class RedisProfileStore:
     exposure_horizon_ms: int = EXPOSURE_HORIZON_MS
 
     async def fetch(self, person_keys: Sequence[str], now_ms: int) -> tuple[Profile, ...]:
+        return (await self._fetch(person_keys, now_ms, None))[0]
+
+    async def fetch_leased(self, person_keys: Sequence[str], now_ms: int,
+                           lease: str) -> tuple[tuple[Profile, ...], bool]:
+        # The lease is set before the reads: an exposure another decision
+        # writes after it waits for the lease (pressure_reserve.lua), one
+        # written before it is in what the reads return.
+        return await self._fetch(person_keys, now_ms, lease)
+
+    async def _fetch(self, person_keys: Sequence[str], now_ms: int,
+                     lease: str | None) -> tuple[tuple[Profile, ...], bool]:
         # transaction=False: a plain pipeline, one round trip. On Redis Cluster
         # the keys of one person share a slot; different persons are sent to
         # their nodes by the cluster client.
         pipe = self.redis.pipeline(transaction=False)
+        if lease is not None:
+            pipe.execute_command("SET", keys.lease(person_keys[0]), lease, "NX", "PX", LEASE_MS)
         for pk in person_keys:
             pipe.hgetall(keys.profile(pk))
             pipe.zrevrangebyscore(keys.events(pk), "+inf", now_ms - self.event_horizon_ms,
@@ -162,9 +185,13 @@ class RedisProfileStore:
             pipe.zrangebyscore(keys.exposures(pk), now_ms - self.exposure_horizon_ms, "+inf", withscores=True)
             pipe.hgetall(keys.positive_rewards(pk))
         replies = await pipe.execute()
+        leased = False
+        if lease is not None:
+            leased = bool(replies[0])  # "OK" / True, or None when another decision holds it
+            replies = replies[1:]
         return tuple(
             build_profile(pk, *replies[4 * i: 4 * i + 4]) for i, pk in enumerate(person_keys)
-        )
+        ), leased
 
 
 # ---------------------------------------------------------------------------

@@ -209,6 +209,18 @@ class RespClient:
             proto = await self._connect()
         return await self._send(proto, commands)
 
+    def send_now(self, *args: Any) -> "asyncio.Future | None":
+        """Write one command before returning, ahead of anything sent later on
+        this client, when the connection is up; a future of its reply (an
+        error reply raised). None when a connect is needed first."""
+        proto = self._proto
+        if proto is None or proto.lost is not None:
+            return None
+        raw = self._send(proto, (args,))
+        out = raw.get_loop().create_future()
+        raw.add_done_callback(lambda f: _settle(out, f))
+        return out
+
     async def aclose(self) -> None:
         self._closed = True
         if self._proto is not None:
@@ -351,6 +363,19 @@ class RespPipeline:
         if start is not None and num is not None:
             args += ["LIMIT", start, num]
         return self._add(tuple(args), _scored if withscores else None)
+
+
+def _settle(out: asyncio.Future, raw: asyncio.Future) -> None:
+    if out.done():
+        return
+    if raw.cancelled():
+        out.cancel()
+    elif (e := raw.exception()) is not None:
+        out.set_exception(e)
+    elif isinstance(reply := raw.result()[0], ResponseError):
+        out.set_exception(_error(reply))
+    else:
+        out.set_result(reply)
 
 
 def _pairs(reply: list) -> dict:
