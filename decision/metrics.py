@@ -68,6 +68,10 @@ DECIDE_DURATION = _meter.create_histogram("nba_decide_duration", unit="s", descr
 STAGE_DURATION = _meter.create_histogram("nba_stage_duration", unit="s", description="latency per pipeline stage")
 REMOVALS = HotCounter("nba_removals", "candidates removed by a rule", ("stage", "offer", "rule"))
 RESERVATION_REFUSALS = _meter.create_counter("nba_reservation_refusals", description="chosen items refused at commit")
+COMMITS_AFTER_ANSWER = _meter.create_counter(
+    "nba_commits_after_answer",
+    description="reservations of items answered under the person's lease, by outcome: recorded, "
+                "lease_expired / over_limit (counted all the same), unknown (spooled)")
 REDIS_ERRORS = _meter.create_counter("nba_redis_errors", description="Redis errors and timeouts")
 REWARDS = _meter.create_counter("nba_rewards", description="reward events")
 REWARD_LAG = _meter.create_histogram("nba_reward_join_lag", unit="s", description="reward time minus decision time")

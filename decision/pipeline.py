@@ -4,11 +4,19 @@
     -> pressure -> policy -> commit (reserve pressure; the log row is queued
     and written after the answer, decision/logwriter.py)
 
+The profile fetch also takes the person's commit lease. A decision that got
+it and picks one item without a global budget answers without waiting for
+its reservation: nothing could have added an exposure for the person since
+its pre-check read them, so the atomic check would grant it. The reservation
+is sent before the answer and releases the lease; every other decision's
+reservation for the person waits for that (docs/RULES.md, "Reservation").
+
 No gRPC and no protobuf here: the servicer converts at the edge.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -39,8 +47,8 @@ from decision.records import DecisionRecord, LoggedAction, LoggedItem, LoggedRem
 from decision.stages import Situation, candidates, consent, eligibility, identity, policy, pressure
 from decision.spool import Spool
 from decision.store.guard import store_call
-from decision.store.pressure_store import reserve
-from decision.store.redis_store import ProfileStore
+from decision.store.pressure_store import commit_served, release_lease, reserve
+from decision.store.redis_store import LEASE_MS, ProfileStore
 from decision.tracing import current_span_context, span
 
 # Redis calls of one request get this much time at most, and never more than
@@ -49,6 +57,10 @@ DEFAULT_REDIS_BUDGET_S = 0.05
 # An offer whose budget a reservation found spent is left out for this long,
 # then probed again (a new day, a raised budget).
 SPENT_BUDGET_MEMO_MS = 60_000
+# A decision answers before its reservation is written only while its lease
+# has at least half of its life left: the script then reaches Redis long
+# before the lease expires, even behind a busy connection.
+LEASE_FAST_S = LEASE_MS / 2000
 
 log = logging.getLogger("nba.pipeline")
 
@@ -59,6 +71,15 @@ FILTERS: tuple[tuple[str, Callable[[Situation, tuple[Candidate, ...]], StageResu
     ("consent", consent.apply),
     ("pressure", pressure.apply),
 )
+
+
+@dataclass(slots=True)
+class _Lease:
+    """The person's commit lease this decision took with its profile fetch."""
+
+    key: str  # the person key it is on
+    taken: float  # perf_counter() just before the fetch was sent
+    handed_over: bool = False  # to a reservation, which releases it
 
 
 @dataclass
@@ -102,6 +123,8 @@ class Decider:
         self.tables = TablePublisher(redis, logs.config)
         # Log rows are written after the answer, in batches (decision/logwriter.py).
         self.log_writer = DecisionLogWriter(logs, self.tables, spool)
+        # Reservations sent before the answer and not awaited (_commit_served).
+        self._commits: set[asyncio.Future] = set()
 
     def _placement(self, catalog: Catalog, request: DecideRequest) -> Placement:
         placement = catalog.placements.get(request.placement)
@@ -155,56 +178,70 @@ class Decider:
         catalog = holder.catalog
         self._decisions += 1
         sample = self._decisions % metrics.STAGE_SAMPLE == 0
+        decision_id = new_decision_id(now)
+        lease: _Lease | None = None
         t0 = time.perf_counter()
-        with span("nba.stage.identity"):
-            lookup = identity.first_lookup(request)
-            async with store_call("fetch_profile", budget):
-                profiles = await self.store.fetch(lookup.keys, now)
-            target = identity.link_target(request, profiles)
-            linked = None
-            if target:
-                async with store_call("fetch_linked_profile", budget):
-                    linked = (await self.store.fetch((target,), now))[0]
-            resolution = identity.resolve(request, profiles[0], linked)
-        t1 = time.perf_counter()
-        if sample:
-            metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS["identity"])
+        try:
+            with span("nba.stage.identity"):
+                lookup = identity.first_lookup(request)
+                async with store_call("fetch_profile", budget):
+                    if request.dry_run:  # reserves nothing, so takes no lease
+                        profiles = await self.store.fetch(lookup.keys, now)
+                    else:
+                        profiles, leased = await self.store.fetch_leased(lookup.keys, now, decision_id)
+                        if leased:
+                            lease = _Lease(lookup.keys[0], t0)
+                target = identity.link_target(request, profiles)
+                linked = None
+                if target:
+                    async with store_call("fetch_linked_profile", budget):
+                        linked = (await self.store.fetch((target,), now))[0]
+                resolution = identity.resolve(request, profiles[0], linked)
+            t1 = time.perf_counter()
+            if sample:
+                metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS["identity"])
 
-        situation = Situation(
-            request=request,
-            catalog=catalog,
-            placement=placement,
-            profile=resolution.profile,
-            counted_key=resolution.counted_key,
-            anonymous=resolution.anonymous,
-            now_ms=now,
-            spent_budgets=self._spent(now),
-        )
+            situation = Situation(
+                request=request,
+                catalog=catalog,
+                placement=placement,
+                profile=resolution.profile,
+                counted_key=resolution.counted_key,
+                anonymous=resolution.anonymous,
+                now_ms=now,
+                spent_budgets=self._spent(now),
+            )
 
-        allowed = catalog.candidates[placement.id]
-        removed: list[Removal] = []
-        for name, stage in FILTERS:
-            with span(f"nba.stage.{name}"):
-                result = stage(situation, allowed)
+            allowed = catalog.candidates[placement.id]
+            removed: list[Removal] = []
+            for name, stage in FILTERS:
+                with span(f"nba.stage.{name}"):
+                    result = stage(situation, allowed)
+                t0, t1 = t1, time.perf_counter()
+                if sample:
+                    metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS[name])
+                allowed = result.survivors
+                removed.extend(result.removed)
+            metrics.REMOVALS.add_each((r.stage, r.candidate.offer_id, _rule_name(r.rule)) for r in removed)
+
+            with span("nba.stage.policy"):
+                outcome = policy.choose(situation, allowed, holder.book, self.rng, request.count or 1)
             t0, t1 = t1, time.perf_counter()
             if sample:
-                metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS[name])
-            allowed = result.survivors
-            removed.extend(result.removed)
-        metrics.REMOVALS.add_each((r.stage, r.candidate.offer_id, _rule_name(r.rule)) for r in removed)
+                metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS["policy"])
 
-        with span("nba.stage.policy"):
-            outcome = policy.choose(situation, allowed, holder.book, self.rng, request.count or 1)
-        t0, t1 = t1, time.perf_counter()
-        if sample:
-            metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS["policy"])
-
-        decision_id = new_decision_id(now)
-        with span("nba.stage.commit"):
-            decision = await self._commit(situation, outcome, removed, decision_id, resolution.notes, budget)
-        if sample:
-            metrics.STAGE_DURATION.record(time.perf_counter() - t1, _STAGE_ATTRS["commit"])
-        return decision
+            with span("nba.stage.commit"):
+                decision = await self._commit(situation, outcome, removed, decision_id, resolution.notes, budget,
+                                              lease)
+            if sample:
+                metrics.STAGE_DURATION.record(time.perf_counter() - t1, _STAGE_ATTRS["commit"])
+            return decision
+        finally:
+            # A lease the commit did not hand to a reservation (nothing picked,
+            # another person counted, an error, the caller gone) is released
+            # now rather than left to expire.
+            if lease is not None and not lease.handed_over:
+                self._track(release_lease(self.redis, lease.key, decision_id))
 
     def _spent(self, now: int) -> frozenset[str]:
         if not self._spent_budgets:
@@ -243,13 +280,23 @@ class Decider:
                         request_id=request.request_id, degraded=True)
 
     async def _commit(self, situation: Situation, outcome: policy.PolicyOutcome, removed: list[Removal],
-                      decision_id: str, notes: tuple[str, ...], budget: float) -> Decision:
+                      decision_id: str, notes: tuple[str, ...], budget: float, lease: _Lease | None) -> Decision:
         request = situation.request
         catalog = situation.catalog
         picks = list(outcome.picks)
         if picks and not request.dry_run:
-            async with store_call("reserve", budget):
-                refusals = await reserve(self.redis, situation, [p.candidate for p in picks], decision_id)
+            if lease is not None and lease.key == situation.counted_key:
+                lease.handed_over = True  # the reservation below releases it, whichever way it goes
+            if (lease is not None and lease.handed_over and len(picks) == 1
+                    and catalog.offers[picks[0].candidate.offer_id].budget is None
+                    and time.perf_counter() - lease.taken < LEASE_FAST_S):
+                # Granted: the pre-check read the person's exposures under the lease.
+                self._commit_served(situation, picks[0].candidate, decision_id)
+                refusals: tuple = (None,)
+            else:
+                async with store_call("reserve", budget):
+                    refusals = await reserve(self.redis, situation, [p.candidate for p in picks], decision_id,
+                                             wait_s=budget / 2)
             kept = []
             for pick, refusal in zip(picks, refusals):
                 if refusal is None:
@@ -299,6 +346,57 @@ class Decider:
             request_id=request.request_id,
         )
 
+    def _commit_served(self, situation: Situation, candidate: Candidate, decision_id: str) -> None:
+        """Send the reservation of an item served under the decision's lease
+        (written before the answer on the request path's client); its outcome
+        is counted, and spooled for later when it is unknown."""
+        # The span covers the send only: the script lands after the answer.
+        with span("redis reserve", {"db.system": "redis", "db.operation": "reserve", "nba.after_answer": True}):
+            future, script_keys, args = commit_served(self.redis, situation, (candidate,), decision_id)
+        person = situation.counted_key
+
+        def landed(f: asyncio.Future) -> None:
+            if f.cancelled() or f.exception() is not None:
+                error = "cancelled" if f.cancelled() else repr(f.exception())
+                metrics.COMMITS_AFTER_ANSWER.add(1, {"outcome": "unknown"})
+                if self.spool is None:
+                    log.error("decision %s: the reservation of an answered item failed (%s); the person's "
+                              "pressure misses one exposure", decision_id, error)
+                    return
+                log.warning("decision %s: the reservation of an answered item failed (%s); spooled",
+                            decision_id, error)
+                self._track(asyncio.ensure_future(
+                    self.spool.add_exposure(self.pseudonymizer.person(person), script_keys, args)))
+                return
+            status, verdicts = f.result()
+            code = int(verdicts[0][0])
+            if int(status) == 2:
+                outcome = "lease_expired"
+            elif code != 0:
+                outcome = "over_limit"
+            else:
+                outcome = "recorded"
+            metrics.COMMITS_AFTER_ANSWER.add(1, {"outcome": outcome})
+            if outcome != "recorded":
+                log.warning("decision %s: answered under a lease, then its reservation found %s (verdict %s); "
+                            "the exposure is counted", decision_id,
+                            "the lease expired first" if outcome == "lease_expired" else "a limit reached",
+                            [int(x) for x in verdicts[0]])
+
+        self._track(future, landed)
+
+    def _track(self, future: asyncio.Future, landed: Callable[[asyncio.Future], None] | None = None) -> None:
+        """Keep a Redis call sent without waiting alive until it lands; its
+        failure is logged by `landed`, or here."""
+        self._commits.add(future)
+        future.add_done_callback(self._commits.discard)
+        future.add_done_callback(landed or _logged)
+
+    async def drain_commits(self, timeout_s: float) -> None:
+        """Wait (at stop) for the reservations and lease releases in flight."""
+        if self._commits:
+            await asyncio.wait(set(self._commits), timeout=timeout_s)
+
     def _fallback_items(self, situation: Situation) -> tuple[ChosenItem, ...]:
         placement = situation.placement
         if placement.fallback_offer is None or placement.fallback_content is None:
@@ -341,6 +439,11 @@ class Decider:
             default_reward=situation.placement.reward.default,
             simulated=request.as_of_ms is not None,
         )
+
+
+def _logged(f: asyncio.Future) -> None:
+    if not f.cancelled() and f.exception() is not None:
+        log.warning("releasing a commit lease failed (it expires on its own): %r", f.exception())
 
 
 _STAGE_ATTRS = {name: {"stage": name} for name in ("identity", "policy", "commit", *(n for n, _ in FILTERS))}

@@ -28,6 +28,7 @@ from decision.privacy import Pseudonymizer
 from decision.records import DecisionRecord
 from decision.rewards import Rewards
 from decision.spool import Spool
+from decision.store.pressure_store import RESERVE
 from decision.rules import compile_rule
 from decision.service import AdminServicer, DecisionServicer, add_to_server
 from decision.store import keys
@@ -269,10 +270,16 @@ class App:
         await self.logs.write_decision(record, person_key, served)
         return True
 
+    async def _replay_exposure(self, person: str, script_keys: list[str], args: list) -> None:
+        if await is_forgotten(self.redis, person):
+            return
+        await RESERVE(self.redis, script_keys, args)  # "served" mode: adds them, idempotent
+
     async def replay_spool(self) -> int:
         """Apply what was spooled while Redis was away; safe to call any time."""
         catalog = self.holder.catalog
-        return await self.spool.replay(self._replay_decision, lambda e: self.rewards.replay(catalog, e))
+        return await self.spool.replay(self._replay_decision, lambda e: self.rewards.replay(catalog, e),
+                                       self._replay_exposure)
 
     async def _set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -363,7 +370,8 @@ class App:
         self.health.close_watches()
         if self.server is not None:
             await self.server.stop(self.settings.grace_s)
-        if hasattr(self, "decider"):  # the rows of the last answers, before Redis is closed
+        if hasattr(self, "decider"):  # the last answers' commits and rows, before Redis is closed
+            await self.decider.drain_commits(self.settings.grace_s)
             try:
                 await asyncio.wait_for(self.decider.log_writer.drain(), timeout=self.settings.grace_s)
             except Exception:  # noqa: BLE001

@@ -2,12 +2,16 @@
 
 Decision log rows and reward events accepted while the state store is
 unreachable are appended here (one JSON line each, fsynced before the caller
-gets an answer) and replayed, in order, once the store answers again.
+gets an answer) and replayed, in order, once the store answers again. So are
+the exposures of decisions answered before their commit was written (under
+the person's lease, decision/store/pressure_store.commit_served) whose commit
+failed: the script is sent again as it was.
 
 Replay is idempotent, so a crash in the middle of it neither loses nor
 doubles anything: a decision is skipped when its decision key already exists
 (it was written with its log row), and a reward goes through the normal
-reward path, which counts each event id once.
+reward path, which counts each event id once; an exposure is a sorted-set
+member named by its decision, added once however often it is sent.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ log = logging.getLogger("nba.spool")
 
 DecisionReplay = Callable[[DecisionRecord, str, list[tuple[str, int]]], Awaitable[bool]]
 RewardReplay = Callable[[RewardEvent], Awaitable[None]]
+# (person pseudonym, the person script's keys, its arguments)
+ExposureReplay = Callable[[str, list[str], list], Awaitable[None]]
 
 
 class Spool:
@@ -72,16 +78,23 @@ class Spool:
         async with self._lock:
             await asyncio.to_thread(self._append, {"kind": "reward", "event": asdict(event)})
 
+    async def add_exposure(self, person: str, script_keys: list[str], args: list) -> None:
+        """The exposures of a decision already served, whose commit failed;
+        `person` is the pseudonym (a Forget in between drops them)."""
+        async with self._lock:
+            await asyncio.to_thread(self._append, {"kind": "exposure", "person": person, "keys": script_keys,
+                                                   "args": args})
+
     def pending(self) -> int:
         return sum(_count_lines(p) for p in (self.replaying, self.path))
 
-    async def replay(self, decision: DecisionReplay, reward: RewardReplay) -> int:
+    async def replay(self, decision: DecisionReplay, reward: RewardReplay, exposure: ExposureReplay) -> int:
         """Apply every spooled entry; returns how many. Stops at the first
         failure (the store went away again) and keeps the rest for later."""
         async with self._replay_lock:
-            return await self._replay(decision, reward)
+            return await self._replay(decision, reward, exposure)
 
-    async def _replay(self, decision: DecisionReplay, reward: RewardReplay) -> int:
+    async def _replay(self, decision: DecisionReplay, reward: RewardReplay, exposure: ExposureReplay) -> int:
         async with self._lock:
             if not self.replaying.exists():
                 if not self.path.exists():
@@ -99,6 +112,8 @@ class Spool:
                     record = DecisionRecord.from_json(entry["record"])
                     await decision(record, entry["pk"], [tuple(x) for x in entry["served"]])
                     self.decision_ids.discard(record.decision_id)
+                elif entry["kind"] == "exposure":
+                    await exposure(entry["person"], entry["keys"], entry["args"])
                 else:
                     await reward(RewardEvent(**entry["event"]))
                 done += 1

@@ -114,7 +114,7 @@ async def test_rows_redis_does_not_take_go_to_the_spool(tmp_path: Path):
         replayed.append(r.decision_id)
         return True
 
-    await spool.replay(replay, lambda event: asyncio.sleep(0))
+    await spool.replay(replay, lambda event: asyncio.sleep(0), lambda *exposure: asyncio.sleep(0))
     assert replayed == [record(n).decision_id for n in range(3)]
 
 

@@ -41,6 +41,7 @@ class Load:
         self.failures: list[str] = []
         self.degraded = 0
         self.acked_events: set[str] = set()
+        self.served: list[tuple[str, str]] = []  # (person key, decision id) of each item reserved for a person
         self.deferred = 0
         self.stop = asyncio.Event()
 
@@ -51,10 +52,13 @@ class Load:
             if self.serving is not None:
                 await self.serving.wait()
             try:
-                resp = await self.stub.Decide(decide_request("capped_spot", f"cookie:c{n}-{i % 5}"), timeout=5,
+                person = f"cookie:c{n}-{i % 5}"
+                resp = await self.stub.Decide(decide_request("capped_spot", person), timeout=5,
                                               wait_for_ready=True)
                 self.answered += 1
                 self.degraded += resp.degraded
+                if resp.items and not resp.fallback:
+                    self.served.append((person, resp.decision_id))
                 if resp.decision_id and resp.items:
                     event_id = uuid.uuid4().hex
                     req = pb.RewardRequest(decision_id=resp.decision_id, event_type="click", event_id=event_id)
@@ -113,6 +117,13 @@ async def test_redis_killed_and_restarted_under_load(tmp_path: Path):
         counts = await _rewards_in_log(app.redis)
         assert set(counts) == load.acked_events  # none lost
         assert max(counts.values()) == 1  # none counted twice
+        # every item served counts against the person's pressure, including
+        # those answered before their reservation was written (the lease's
+        # fast path) whose reservation the kill cut off: spooled, replayed
+        assert len(load.served) > 0
+        missing = [d for pk, d in load.served if not any(
+            m.startswith(d + "|") for m in await app.redis.zrange(keys.exposures(pk), 0, -1))]
+        assert missing == []
     finally:
         await channel.close()
         await app.stop()

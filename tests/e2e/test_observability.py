@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.request
 
 import pytest
@@ -73,6 +74,8 @@ async def test_prometheus_endpoint_exposes_decisions_stages_and_models(redis, re
     assert 'nba_decisions_total{' in body and 'placement="home_hero"' in body
     assert "nba_stage_duration" in body and 'stage="eligibility"' in body
     assert "nba_removals_total" in body
+    # tom's single picks without a budget were answered under his lease
+    assert re.search(r'nba_commits_after_answer_total\{[^}]*outcome="recorded"', body)
     assert "nba_model_version_info" in body and 'arm="champion"' in body
     assert "tom" not in body
 

@@ -11,6 +11,7 @@ import pytest_asyncio
 from decision.clock import ManualClock
 from decision.nba.v1 import decision_pb2 as pb
 from decision.profiles_file import parse_line
+from decision.store import keys
 from decision.store.redis_store import ProfileWriter
 from tests.e2e.conftest import start_service
 from tests.helpers import ROOT
@@ -49,6 +50,33 @@ async def test_fifty_concurrent_decides_never_exceed_a_cap_of_three(svc):
     granted = [r for r in resps if _got(r, "capped")]
     assert len(granted) == 3, sorted((r.arm, r.fallback) for r in resps)
     assert all(r.fallback and r.items[0].offer_id == "filler" for r in resps if r not in granted)
+
+
+async def test_two_services_deciding_for_one_person_never_exceed_a_cap(svc, redis_url):
+    """Two processes' worth of services (each its own Redis connection) for
+    one person at once: the commit lease one of them holds makes the other's
+    reservation wait, wherever it runs."""
+    other = await start_service(redis_url, CATALOG, svc.clock, redis_budget_s=5.0)
+    try:
+        resps = await asyncio.gather(*(s.decide("capped_spot", "pid:p6") for _ in range(30) for s in (svc, other)))
+    finally:
+        await other.channel.close()
+        await other.app.stop()
+    assert sum(1 for r in resps if _got(r, "capped")) == 3
+    assert all(not r.degraded for r in resps)
+
+
+async def test_an_answer_before_its_reservation_lands_counts_for_the_next_decision(svc):
+    """A single pick without a budget is answered under the person's lease
+    before its reservation is written; the reservation is on the wire before
+    the answer, so the next decision's pre-check already sees it."""
+    for _ in range(3):
+        assert _got(await svc.decide("capped_spot", "pid:p7"), "capped")
+    resp = await svc.decide("capped_spot", "pid:p7", explain=True)
+    (row,) = [e for e in resp.explanations if e.offer_id == "capped"]
+    assert (row.stage, row.outcome) == ("pressure", pb.OUTCOME_REMOVED)
+    await svc.app.decider.drain_commits(5.0)
+    assert await svc.app.redis.exists(keys.lease("pid:p7")) == 0  # each commit released its lease
 
 
 async def test_cap_explains_the_rule_and_its_count(svc):
@@ -124,3 +152,31 @@ async def test_suppression_after_ignored_exposures_and_reset_by_a_click(svc):
     await svc.stub.Reward(pb.RewardRequest(decision_id=ids[-1], event_type="click", event_id="c1"))
     svc.clock.advance(minutes=1)
     assert _got(await svc.decide("nag_spot", "pid:p5"), "nagging")
+
+
+async def test_an_answered_items_reservation_cut_off_is_spooled_and_replayed(svc, redis_url):
+    """The connection goes away between the answer and its reservation: the
+    item was served, so its exposure is spooled and counted once the spool is
+    replayed (the second replay adds nothing)."""
+    from decision.store.resp import RespClient
+
+    decider = svc.app.decider
+    gone = RespClient(redis_url)
+    await gone.aclose()
+    live, decider.redis = decider.redis, gone
+    try:
+        resp = await svc.decide("capped_spot", "pid:p8")
+        await decider.drain_commits(5.0)
+        for _ in range(500):  # the spool's append runs in a thread
+            if svc.app.spool.pending():
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        decider.redis = live
+    assert _got(resp, "capped")
+    exposures = keys.exposures("pid:p8")
+    assert await svc.app.redis.zcard(exposures) == 0
+    assert await svc.app.replay_spool() == 1
+    assert await svc.app.redis.zrange(exposures, 0, -1) == [f"{resp.decision_id}|capped|web"]
+    assert await svc.app.redis.exists(keys.lease("pid:p8")) == 0  # the replay released it too
+    assert await svc.app.replay_spool() == 0
