@@ -155,3 +155,30 @@ def test_bad_options_give_one_line_and_exit_2(args, message) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
+
+
+def test_ab_measures_two_checkouts_against_one_floor(tmp_path) -> None:
+    """`python -m decision.bench.ab`: both services (here the same checkout
+    twice) on one Valkey, each round echo, Redis read, A and B."""
+    out = tmp_path / "ab.json"
+    proc = subprocess.run([sys.executable, "-m", "decision.bench.ab", str(ROOT), str(ROOT), "--profile", "smoke",
+                           "--rounds", "2", "--rate", "40", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-4000:]
+    result = json.loads(out.read_text())
+    assert result["schema"] == "nba-bench-ab/1" and result["trees"] == {"A": str(ROOT), "B": str(ROOT)}
+    assert len(result["rounds"]) == 2
+    for name in ("echo", "redis", "A", "B"):
+        _check_step(name, result[name])
+    for r in result["rounds"]:
+        for x in "AB":
+            assert r[x]["p50_ratio"] > 0 and r[x]["p99_ratio"] > 0 and r[x]["cpu_us_per_request"] > 0
+    assert result["floor"]["latency_ms"]["p50"] > 0
+    assert "B's p50 below A's in" in proc.stdout
+
+
+def test_ab_refuses_a_directory_that_is_no_checkout(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "decision.bench.ab", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert f"{tmp_path}: no decision/cli.py there" in proc.stderr
