@@ -466,3 +466,17 @@ async def test_served_commit_is_written_before_the_call_returns_on_the_request_p
         await future
     finally:
         await client.aclose()
+
+
+async def test_served_commit_survives_a_script_flush_on_the_request_path_client(redis_url, redis):
+    cat = make_catalog(Offer("o", "o"))
+    client = RespClient(redis_url)
+    try:
+        await client.ping()
+        await redis.script_flush()
+        status, verdicts = await commit_served(client, situation(cat), [cand("o", "web")], "A")[0]
+        assert int(status) == 2 and [int(v) for v in verdicts[0]] == [0, 0, 0]  # no lease was taken: status 2
+        assert await release_lease(client, "pid:1", "A") == 0
+    finally:
+        await client.aclose()
+    assert await _members(redis, "pid:1") == [("A|o|web", float(NOW))]

@@ -33,17 +33,33 @@ class LuaScript:
     def send(self, redis: Any, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future:
         """Run the script without waiting for it: on a multiplexed client
         that is connected (resp.RespClient.send_now) the call is written
-        before this returns, ahead of anything sent later on it; otherwise it
-        is sent from a task. Its outcome as a future."""
+        before this returns, ahead of anything sent later on it, and its
+        reply settles the future without a task; otherwise it is sent from a
+        task. NOSCRIPT is handled as in __call__."""
         send_now = getattr(redis, "send_now", None)
         first = send_now("EVALSHA", self.sha, len(keys), *keys, *args) if send_now is not None else None
-        return asyncio.ensure_future(self._finish(redis, keys, args, first))
-
-    async def _finish(self, redis: Any, keys: Sequence[str], args: Sequence[Any],
-                      first: "asyncio.Future | None") -> Any:
         if first is None:
-            return await self(redis, keys, args)
-        try:
-            return await first
-        except NoScriptError:
-            return await redis.eval(self.source, len(keys), *keys, *args)
+            return asyncio.ensure_future(self(redis, keys, args))
+        out = first.get_loop().create_future()
+
+        def replied(f: asyncio.Future) -> None:
+            if not f.cancelled() and isinstance(f.exception(), NoScriptError):  # the server lost it: EVAL, once
+                asyncio.ensure_future(redis.eval(self.source, len(keys), *keys, *args)).add_done_callback(
+                    lambda g: _copy(g, out))
+            else:
+                _copy(f, out)
+
+        first.add_done_callback(replied)
+        return out
+
+
+def _copy(source: asyncio.Future, target: asyncio.Future) -> None:
+    """Settle `target` as `source` was settled."""
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif (e := source.exception()) is not None:
+        target.set_exception(e)
+    else:
+        target.set_result(source.result())
