@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 from redis.exceptions import NoScriptError
 
+from decision.store.resp import copy_outcome
+
 _HERE = Path(__file__).resolve().parent
 
 
@@ -45,21 +47,10 @@ class LuaScript:
         def replied(f: asyncio.Future) -> None:
             if not f.cancelled() and isinstance(f.exception(), NoScriptError):  # the server lost it: EVAL, once
                 asyncio.ensure_future(redis.eval(self.source, len(keys), *keys, *args)).add_done_callback(
-                    lambda g: _copy(g, out))
+                    lambda g: copy_outcome(g, out))
             else:
-                _copy(f, out)
+                copy_outcome(f, out)
 
         first.add_done_callback(replied)
         return out
 
-
-def _copy(source: asyncio.Future, target: asyncio.Future) -> None:
-    """Settle `target` as `source` was settled."""
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-    elif (e := source.exception()) is not None:
-        target.set_exception(e)
-    else:
-        target.set_result(source.result())

@@ -218,7 +218,7 @@ class RespClient:
             return None
         raw = self._send(proto, (args,))
         out = raw.get_loop().create_future()
-        raw.add_done_callback(lambda f: _settle(out, f))
+        raw.add_done_callback(lambda f: copy_outcome(f, out, _only_reply))
         return out
 
     async def aclose(self) -> None:
@@ -365,17 +365,32 @@ class RespPipeline:
         return self._add(tuple(args), _scored if withscores else None)
 
 
-def _settle(out: asyncio.Future, raw: asyncio.Future) -> None:
-    if out.done():
+def copy_outcome(source: asyncio.Future, target: asyncio.Future,
+                 result: Callable[[Any], Any] | None = None) -> None:
+    """Settle `target` as `source` was settled (for a done-callback); its
+    result through `result` first, whose exception settles it too."""
+    if target.done():
         return
-    if raw.cancelled():
-        out.cancel()
-    elif (e := raw.exception()) is not None:
-        out.set_exception(e)
-    elif isinstance(reply := raw.result()[0], ResponseError):
-        out.set_exception(_error(reply))
+    if source.cancelled():
+        target.cancel()
+        return
+    try:
+        e = source.exception()
+        if e is None:
+            value = source.result() if result is None else result(source.result())
+    except Exception as failed:  # noqa: BLE001 - handed to the waiter
+        e = failed
+    if e is not None:
+        target.set_exception(e)
     else:
-        out.set_result(reply)
+        target.set_result(value)
+
+
+def _only_reply(replies: list) -> Any:
+    reply = replies[0]
+    if isinstance(reply, ResponseError):
+        raise _error(reply)
+    return reply
 
 
 def _pairs(reply: list) -> dict:
