@@ -179,23 +179,20 @@ class Decider:
         self._decisions += 1
         sample = self._decisions % metrics.STAGE_SAMPLE == 0
         decision_id = new_decision_id(now)
-        lease: _Lease | None = None
+        # Each fetch takes the lease of the person it reads first (dry runs
+        # reserve nothing, so take none); the commit uses the counted one's.
+        leases: list[_Lease] = []
         t0 = time.perf_counter()
         try:
             with span("nba.stage.identity"):
                 lookup = identity.first_lookup(request)
                 async with store_call("fetch_profile", budget):
-                    if request.dry_run:  # reserves nothing, so takes no lease
-                        profiles = await self.store.fetch(lookup.keys, now)
-                    else:
-                        profiles, leased = await self.store.fetch_leased(lookup.keys, now, decision_id)
-                        if leased:
-                            lease = _Lease(lookup.keys[0], t0)
+                    profiles = await self._fetch(lookup.keys, now, request.dry_run, decision_id, leases, t0)
                 target = identity.link_target(request, profiles)
                 linked = None
                 if target:
                     async with store_call("fetch_linked_profile", budget):
-                        linked = (await self.store.fetch((target,), now))[0]
+                        linked = (await self._fetch((target,), now, request.dry_run, decision_id, leases, t0))[0]
                 resolution = identity.resolve(request, profiles[0], linked)
             t1 = time.perf_counter()
             if sample:
@@ -230,6 +227,7 @@ class Decider:
             if sample:
                 metrics.STAGE_DURATION.record(t1 - t0, _STAGE_ATTRS["policy"])
 
+            lease = next((x for x in leases if x.key == situation.counted_key), None)
             with span("nba.stage.commit"):
                 decision = await self._commit(situation, outcome, removed, decision_id, resolution.notes, budget,
                                               lease)
@@ -240,8 +238,18 @@ class Decider:
             # A lease the commit did not hand to a reservation (nothing picked,
             # another person counted, an error, the caller gone) is released
             # now rather than left to expire.
-            if lease is not None and not lease.handed_over:
-                self._track(release_lease(self.redis, lease.key, decision_id))
+            for held in leases:
+                if not held.handed_over:
+                    self._track(release_lease(self.redis, held.key, decision_id))
+
+    async def _fetch(self, person_keys: tuple[str, ...], now: int, dry_run: bool, decision_id: str,
+                     leases: list[_Lease], taken: float) -> tuple[Profile, ...]:
+        if dry_run:
+            return await self.store.fetch(person_keys, now)
+        profiles, leased = await self.store.fetch_leased(person_keys, now, decision_id)
+        if leased:
+            leases.append(_Lease(person_keys[0], taken))
+        return profiles
 
     def _spent(self, now: int) -> frozenset[str]:
         if not self._spent_budgets:

@@ -180,3 +180,34 @@ async def test_an_answered_items_reservation_cut_off_is_spooled_and_replayed(svc
     assert await svc.app.redis.zrange(exposures, 0, -1) == [f"{resp.decision_id}|capped|web"]
     assert await svc.app.redis.exists(keys.lease("pid:p8")) == 0  # the replay released it too
     assert await svc.app.replay_spool() == 0
+
+
+async def test_a_visitor_linked_to_a_known_profile_is_answered_under_that_profiles_lease(svc):
+    """The decision is counted on the linked profile, whose fetch took its
+    lease: it answers first, the cap holds on the profile, and neither
+    lease is left behind."""
+    writer = ProfileWriter(svc.app.redis)
+    await writer.write(parse_line({"id": "pid:p9", "consent": {**CONSENTED, "join": "granted"},
+                                   "attributes": {"timezone": "Europe/Paris"}}, svc.clock.now_ms(), "test"))
+    await writer.link("cookie:v9", "pid:p9")
+    decider = svc.app.decider
+    answered_first = []
+    commit_served = decider._commit_served
+
+    def spy(situation, candidate, decision_id):
+        answered_first.append(situation.counted_key)
+        commit_served(situation, candidate, decision_id)
+
+    decider._commit_served = spy
+    try:
+        for _ in range(3):
+            assert _got(await svc.decide("capped_spot", "cookie:v9"), "capped")
+        resp = await svc.decide("capped_spot", "cookie:v9", explain=True)
+    finally:
+        del decider._commit_served
+    assert answered_first == ["pid:p9"] * 3
+    (row,) = [e for e in resp.explanations if e.offer_id == "capped"]
+    assert (row.stage, row.outcome) == ("pressure", pb.OUTCOME_REMOVED)
+    assert await svc.app.redis.zcard(keys.exposures("pid:p9")) == 3
+    await decider.drain_commits(5.0)
+    assert await svc.app.redis.exists(keys.lease("pid:p9"), keys.lease("cookie:v9")) == 0
