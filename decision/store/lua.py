@@ -53,4 +53,3 @@ class LuaScript:
 
         first.add_done_callback(replied)
         return out
-
