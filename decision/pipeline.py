@@ -240,7 +240,8 @@ class Decider:
             # now rather than left to expire.
             for held in leases:
                 if not held.handed_over:
-                    self._track(release_lease(self.redis, held.key, decision_id))
+                    self._track(release_lease(self.redis, held.key, decision_id),
+                                "releasing a commit lease (it expires on its own)")
 
     async def _fetch(self, person_keys: tuple[str, ...], now: int, dry_run: bool, decision_id: str,
                      leases: list[_Lease], taken: float) -> tuple[Profile, ...]:
@@ -293,9 +294,9 @@ class Decider:
         catalog = situation.catalog
         picks = list(outcome.picks)
         if picks and not request.dry_run:
-            if lease is not None and lease.key == situation.counted_key:
-                lease.handed_over = True  # the reservation below releases it, whichever way it goes
-            if (lease is not None and lease.handed_over and len(picks) == 1
+            if lease is not None:  # the counted person's (_decide): the reservation below releases it
+                lease.handed_over = True
+            if (lease is not None and len(picks) == 1
                     and catalog.offers[picks[0].candidate.offer_id].budget is None
                     and time.perf_counter() - lease.taken < LEASE_FAST_S):
                 # Granted: the pre-check read the person's exposures under the lease.
@@ -374,7 +375,8 @@ class Decider:
                 log.warning("decision %s: the reservation of an answered item failed (%s); spooled",
                             decision_id, error)
                 self._track(asyncio.ensure_future(
-                    self.spool.add_exposure(self.pseudonymizer.person(person), script_keys, args)))
+                    self.spool.add_exposure(self.pseudonymizer.person(person), script_keys, args)),
+                    "spooling an answered item's reservation (the person's pressure misses one exposure)")
                 return
             status, verdicts = f.result()
             code = int(verdicts[0][0])
@@ -391,14 +393,15 @@ class Decider:
                             "the lease expired first" if outcome == "lease_expired" else "a limit reached",
                             [int(x) for x in verdicts[0]])
 
-        self._track(future, landed)
+        self._track(future, landed=landed)
 
-    def _track(self, future: asyncio.Future, landed: Callable[[asyncio.Future], None] | None = None) -> None:
-        """Keep a Redis call sent without waiting alive until it lands; its
-        failure is logged by `landed`, or here."""
+    def _track(self, future: asyncio.Future, what: str = "", landed: Callable[[asyncio.Future], None] | None = None
+               ) -> None:
+        """Keep work started without waiting alive until it is done; its
+        outcome is handled by `landed`, or a failure logged as `what`."""
         self._commits.add(future)
         future.add_done_callback(self._commits.discard)
-        future.add_done_callback(landed or _logged)
+        future.add_done_callback(landed or (lambda f: _logged(f, what)))
 
     async def drain_commits(self, timeout_s: float) -> None:
         """Wait (at stop) for the reservations and lease releases in flight."""
@@ -449,9 +452,9 @@ class Decider:
         )
 
 
-def _logged(f: asyncio.Future) -> None:
+def _logged(f: asyncio.Future, what: str) -> None:
     if not f.cancelled() and f.exception() is not None:
-        log.warning("releasing a commit lease failed (it expires on its own): %r", f.exception())
+        log.warning("%s failed: %r", what, f.exception())
 
 
 _STAGE_ATTRS = {name: {"stage": name} for name in ("identity", "policy", "commit", *(n for n, _ in FILTERS))}

@@ -235,9 +235,7 @@ class RespClient:
         return RespPipeline(self, transaction)
 
     async def _one(self, args: tuple, callback: Callable[[Any], Any] | None = None) -> Any:
-        reply = (await self.execute_raw((args,)))[0]
-        if isinstance(reply, ResponseError):
-            raise _error(reply)
+        reply = _only_reply(await self.execute_raw((args,)))
         return callback(reply) if callback is not None else reply
 
     async def execute_command(self, *args: Any) -> Any:
