@@ -29,9 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from decision.bench import population, procs
-from decision.bench.loadgen import Target
-from decision.bench.measure import WARMUP, Measure, warmup_step
+from decision.bench import procs
+from decision.bench.measure import WARMUP, warmup_step
 from decision.bench.run import PROFILES, REPO_ROOT, Bench, floor_sum, pool, round_figures
 
 
@@ -76,19 +75,12 @@ def run(old: Path, new: Path, rate: int, rounds: int, profile: str, placement: s
         try:
             bench.load_population()
             echo = bench.start(procs.echo_server(layout.server, tmp / "echo.log"))
-            measures = {"echo": Measure("echo", bench.generator(_grpc(echo, bench), layout.generators), echo.pid,
-                                        bench.redis_pid, prof, log)}
-            # The Redis floor's client plays the service's part: it runs on the server's core.
-            gen = bench.generator(Target("redis", bench.redis.url, population.person_keys(prof.population, bench.seed)),
-                                  [layout.server])
-            measures["redis"] = Measure("redis", gen, gen.pids[0], bench.redis_pid, prof, log)
+            measures = {"echo": bench.grpc_measure("echo", echo, uses_redis=False), "redis": bench.redis_floor()}
             for name, root in trees.items():
                 child = procs.nba_serve(layout.server, bench.data_dir, bench.catalog, bench.seed, tmp / f"{name}.log")
                 # Its code from its own checkout: no current directory first on sys.path, the tree instead.
                 child.env = {**(child.env or {}), "PYTHONSAFEPATH": "1", "PYTHONPATH": str(root)}
-                service = bench.start(child)
-                measures[name] = Measure(name, bench.generator(_grpc(service, bench), layout.generators),
-                                         service.pid, bench.redis_pid, prof, log)
+                measures[name] = bench.grpc_measure(name, bench.start(child))
             for m in measures.values():
                 m.step(rate, *warmup_step(prof), WARMUP)
             taken: dict[str, list] = {name: [] for name in measures}
@@ -112,10 +104,6 @@ def run(old: Path, new: Path, rate: int, rounds: int, profile: str, placement: s
     result["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
     log(report(result))
     return result
-
-
-def _grpc(child: procs.Child, bench: Bench) -> Target:
-    return Target("grpc", f"127.0.0.1:{child.port}", bench.requests, channels=1)
 
 
 def report(result: dict) -> str:

@@ -272,11 +272,23 @@ class Bench:
 
     def main_measure(self) -> Measure:
         if self.decide is None:
-            service = self.main_service()
-            gen = self.generator(Target("grpc", f"127.0.0.1:{service.port}", self.requests,
-                                        channels=self.channels), self.layout.generators)
-            self.decide = Measure("decide", gen, service.pid, self.redis_pid, self.profile, self.log)
+            self.decide = self.grpc_measure("decide", self.main_service())
         return self.decide
+
+    def grpc_measure(self, name: str, server: procs.Child, uses_redis: bool = True) -> Measure:
+        """Steps of the bench's Decide requests against a gRPC server (echo
+        or a service), from the generators' cores."""
+        gen = self.generator(Target("grpc", f"127.0.0.1:{server.port}", self.requests, channels=self.channels),
+                             self.layout.generators)
+        return Measure(name, gen, server.pid, self.redis_pid if uses_redis else None, self.profile, self.log)
+
+    def redis_floor(self) -> Measure:
+        """Floor B: the Redis read of one profile. Its client plays the
+        service's part, so it runs on the server's core."""
+        p = self.profile
+        gen = self.generator(Target("redis", self.redis.url, population.person_keys(p.population, self.seed)),
+                             [self.layout.server])
+        return Measure("redis", gen, gen.pids[0], self.redis_pid, p, self.log)
 
     def retire_floor_and_service(self) -> None:
         """After the phases that use them: the echo server and the main service."""
@@ -294,9 +306,7 @@ class Bench:
         """Floor A: the echo server's steps up to its maximum."""
         p = self.profile
         echo = self._echo_child = self.start(procs.echo_server(self.layout.server, self.tmp / "echo.log"))
-        gen = self.generator(Target("grpc", f"127.0.0.1:{echo.port}", self.requests, channels=self.channels),
-                              self.layout.generators)
-        self.echo = Measure("echo", gen, echo.pid, None, p, self.log)
+        self.echo = self.grpc_measure("echo", echo, uses_redis=False)
         self.echo.step(p.echo.start_rps / 2, *warmup_step(p), WARMUP)
         return self.echo.find_max(p.echo)
 
@@ -325,10 +335,7 @@ class Bench:
         p = self.profile
         n = max(1, p.half_rounds)
         self.log(f"at half of Decide's maximum: {rate} requests/s" + (f", {n} rounds" if n > 1 else ""))
-        # The Redis floor's client plays the service's part: it runs on the server's core.
-        gen = self.generator(Target("redis", self.redis.url, population.person_keys(p.population, self.seed)),
-                              [self.layout.server])
-        redis = Measure("redis", gen, gen.pids[0], self.redis_pid, p, self.log)
+        redis = self.redis_floor()
         measures = {"echo": self.echo, "redis": redis, "decide": self.decide}
         for m in measures.values():
             m.step(rate, *warmup_step(p), WARMUP)
@@ -344,7 +351,7 @@ class Bench:
             h[name], samples[name] = pool(taken[name])
         h["floor_sum"] = floor_sum(samples["echo"], samples["redis"], self.seed)
         h["rounds"] = rounds
-        self.retire(None, gen)
+        self.retire(None, redis.gen)
         return h
 
     def service_error(self) -> str | None:
