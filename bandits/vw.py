@@ -464,8 +464,18 @@ _PARSED_LIMIT = 1_024
 _PARSED_SETS_LIMIT = 1_024
 
 
+# Added to every workspace, never to the args a model is saved with: cb_adf's
+# learn then skips predicting every action before it updates the chosen one.
+# Nothing reads that prediction (a learner's progressive loss does not use
+# it, and rank() predicts on its own), and the model, the loss and later
+# predictions are the same, byte for byte, for every exploration and cb_type
+# (tested). For the default SquareCB it takes about a third off each learn.
+# VW does not write it into the model file.
+_WORKSPACE_ONLY = ("--no_predict",)
+
+
 def _workspace(args: Sequence[str]) -> vowpalwabbit.Workspace:
-    return vowpalwabbit.Workspace(arg_list=list(args))
+    return vowpalwabbit.Workspace(arg_list=[*args, *_WORKSPACE_ONLY])
 
 
 def _without_seed(args: Sequence[str]) -> list[str]:

@@ -72,6 +72,33 @@ def test_the_same_model_byte_for_byte(params):
     assert reused._parsed  # the parsed actions were reused, not rebuilt per example
 
 
+@pytest.mark.parametrize("params", CONFIGS + [{"exploration": "bagging", "cb_type": "mtr"}],
+                         ids=lambda p: p.get("exploration", "squarecb") + "-" + p.get("cb_type", "mtr"))
+def test_no_predict_learns_the_same_model(params, monkeypatch):
+    """Workspaces skip cb_adf's prediction before each learn (--no_predict):
+    the model, the progressive loss and the predictions after are the same,
+    byte for byte, as a workspace that predicts; the flag is not saved."""
+    examples = list(stream(1500, seed=3))
+
+    def learned(policy: VWPolicy, part) -> VWPolicy:
+        for context, actions, chosen, probability, reward in part:
+            policy.learn_interned(context, actions, chosen, probability, reward)
+        return policy
+
+    fast = trained(params, examples[:1000], interned=True, rank_every=7)
+    saved = fast.save()
+    assert b"no_predict" not in saved
+    fast = learned(VWPolicy.load(saved), examples[1000:])  # a loaded model's workspace has it too
+    monkeypatch.setattr(vw, "_WORKSPACE_ONLY", ())
+    full = trained(params, examples[:1000], interned=True, rank_every=7)
+    assert full.save() == saved
+    full = learned(VWPolicy.load(saved), examples[1000:])
+    assert fast.sum_loss == full.sum_loss != 0.0
+    context, actions = examples[0][0], examples[0][1]
+    assert fast.rank(context, actions).probabilities.tolist() == full.rank(context, actions).probabilities.tolist()
+    assert fast.save() == full.save()
+
+
 def test_the_same_model_after_a_save_and_load():
     # a loaded model is a new workspace: its parsed actions are its own
     examples = list(stream(900, seed=1))
