@@ -93,11 +93,19 @@ def test_service_processes_take_the_server_core_first_and_redis_core_last() -> N
     assert procs.CpuLayout(None, None, [None], note="", pinned=False).worker_cpus(2) == [None, None]
 
 
-def test_profiles_ratio_range_spans_the_halves() -> None:
+def test_p99_ratio_range_spans_the_halves_of_one_step_per_size() -> None:
     lo = {"p99_parts_ms": [4.0, 5.0]}
     hi = {"p99_parts_ms": [6.0, 5.0]}
-    assert report.profiles_ratio_range(lo, hi) == [1.0, 1.5]
-    assert report.profiles_ratio_range(lo, {"p99_parts_ms": [float("nan"), 1.0]}) is None
+    assert report.p99_ratio_range(lo, hi) == [1.0, 1.5]
+    assert report.p99_ratio_range(lo, {"p99_parts_ms": [float("nan"), 1.0]}) is None
+
+
+def test_p99_ratio_range_pairs_the_rounds() -> None:
+    # each round's two steps ran close together: their ratio, not the extremes of all rounds
+    lo = {"p99_parts_ms": [4.0, 8.0, 5.0], "rounds": 3}
+    hi = {"p99_parts_ms": [5.0, 9.0, 4.0], "rounds": 3}
+    assert report.p99_ratio_range(lo, hi) == [0.8, 1.25]
+    assert report.p99_ratio_range(lo, {**hi, "rounds": 2, "p99_parts_ms": [5.0, 9.0]}) == [5.0 / 8.0, 9.0 / 4.0]
 
 
 def test_machine_facts_say_whether_the_tree_is_clean():

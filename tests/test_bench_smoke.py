@@ -94,7 +94,8 @@ def test_candidates_sweep(smoke) -> None:
     assert [s["candidates"] for s in sweep["sizes"]] == [10, 200]
     for s in sweep["sizes"]:
         _check_step(f"candidates {s['candidates']}", s)
-        assert s["allowed_mean"] > 0 and len(s["p99_parts_ms"]) == 2
+        assert s["allowed_mean"] > 0
+        assert s["rounds"] == sweep["rounds"] == 2 and len(s["p99_parts_ms"]) == 2  # one p99 per round
     # The bigger catalog reaches the policy with more candidates.
     assert sweep["sizes"][1]["allowed_mean"] > sweep["sizes"][0]["allowed_mean"]
     assert "Candidates sweep" in proc.stdout
@@ -108,7 +109,11 @@ def test_profiles_sweep(smoke) -> None:
     for s in sweep["sizes"]:
         _check_step(f"profiles {s['profiles']}", s)
         assert s["bytes_per_profile"] > 0 and s["used_memory"] > 0 and s["load"]["load_s"] > 0
+        assert s["rounds"] == sweep["rounds"] == 2 and len(s["p99_parts_ms"]) == 2
+    # each size has a Redis of its own, holding its people only
+    assert sweep["sizes"][1]["used_memory"] > sweep["sizes"][0]["used_memory"]
     assert "Profiles sweep" in proc.stdout
+    assert "profiles: the p99 of each round" in proc.stdout
 
 
 def test_scaling(smoke) -> None:

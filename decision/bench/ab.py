@@ -30,8 +30,8 @@ import tempfile
 from pathlib import Path
 
 from decision.bench import procs
-from decision.bench.measure import WARMUP, warmup_step
-from decision.bench.run import PROFILES, REPO_ROOT, Bench, floor_sum, pool, round_figures
+from decision.bench.measure import in_rounds, pool
+from decision.bench.run import PROFILES, REPO_ROOT, Bench, floor_sum, round_figures
 
 
 def tree(path: str) -> Path:
@@ -81,19 +81,14 @@ def run(old: Path, new: Path, rate: int, rounds: int, profile: str, placement: s
                 # Its code from its own checkout: no current directory first on sys.path, the tree instead.
                 child.env = {**(child.env or {}), "PYTHONSAFEPATH": "1", "PYTHONPATH": str(root)}
                 measures[name] = bench.grpc_measure(name, bench.start(child))
-            for m in measures.values():
-                m.step(rate, *warmup_step(prof), WARMUP)
-            taken: dict[str, list] = {name: [] for name in measures}
+            taken = in_rounds(measures, rate, rounds, prof.half_s, prof.half_warmup_s,
+                              order=lambda k: ("echo", "redis", *("AB" if k % 2 == 0 else "BA")))
             for k in range(rounds):
-                order = ("echo", "redis", "A", "B") if k % 2 == 0 else ("echo", "redis", "B", "A")
-                for name in order:
-                    taken[name].append(measures[name].step(rate, prof.half_s, prof.half_warmup_s,
-                                                           f"  (round {k + 1} of {rounds})"))
-                r = {x: round_figures(taken["echo"][-1][1], taken["redis"][-1][1], taken[x][-1][1], bench.seed)
+                r = {x: round_figures(taken["echo"][k][1], taken["redis"][k][1], taken[x][k][1], bench.seed)
                      for x in "AB"}
                 for x in "AB":
-                    r[x]["cpu_us_per_request"] = taken[x][-1][0].get("server_cpu_us_per_request")
-                    r[x]["steal_cpu"] = taken[x][-1][0].get("steal_cpu")
+                    r[x]["cpu_us_per_request"] = taken[x][k][0].get("server_cpu_us_per_request")
+                    r[x]["steal_cpu"] = taken[x][k][0].get("steal_cpu")
                 result["rounds"].append(r)
             pooled = {name: pool(steps) for name, steps in taken.items()}
             result["floor"] = floor_sum(pooled["echo"][1], pooled["redis"][1], bench.seed)

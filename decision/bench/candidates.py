@@ -35,7 +35,7 @@ import math
 
 from decision.bench import population, procs, redisops
 from decision.bench.loadgen import Target
-from decision.bench.measure import Measure, warmup_step
+from decision.bench.measure import Measure, in_rounds, pooled_size, rotated, warmup_step
 
 PLACEMENT = "bench"
 
@@ -138,39 +138,62 @@ def candidate_count(catalog, placement: str = PLACEMENT) -> int:
     return sum(1 for o in offers for c in catalog.offers[o].contents if c.channel in p.channels)
 
 
-def requests_needed(rate: float, profile) -> int:
-    """Requests one fixed-rate measurement (warm-up step included) sends."""
-    return math.ceil(rate * (warmup_step(profile)[0] + profile.half_s) * 1.1) + 100
+def requests_needed(rate: float, profile, rounds: int = 1) -> int:
+    """Requests the measurement of one size (warm-up step included) sends."""
+    return math.ceil(rate * (warmup_step(profile)[0] + rounds * profile.half_s) * 1.1) + 100
 
 
 def run(bench, sizes: tuple[int, ...], rate: float) -> dict:
-    """One `nba serve` per catalog size, one measurement each at `rate`."""
+    """One `nba serve` per catalog size, all started at once on the bench's
+    Redis and pinned to the server's core; then the sizes at `rate` in
+    rounds (measure.in_rounds: a step of each size per round, each round
+    starting one size later), pooled per size."""
+    from decision.catalog import load_catalog
+
     p = bench.profile
-    count = requests_needed(rate, p)
-    out: dict = {"rate_rps": rate, "placement": PLACEMENT, "sizes": []}
-    bench.log(f"candidates sweep: {', '.join(map(str, sizes))} candidates at {rate:g} requests/s")
-    for k, n in enumerate(sizes):
-        path = bench.tmp / f"catalog-{n}-candidates.yaml"
-        path.write_text(catalog_text(n))
-        try:
-            serve = bench.start(procs.nba_serve(bench.layout.server, bench.data_dir, path, bench.seed,
-                                                bench.tmp / f"serve-{n}-candidates.log"))
-        except procs.ProcessFailed as e:
-            out["error"] = str(e)
-            return out
-        gen = bench.generator(Target("grpc", f"127.0.0.1:{serve.port}",
-                                     population.decide_requests(PLACEMENT, p.population, bench.seed, count,
-                                                                first=k * count), channels=bench.channels),
-                              bench.layout.generators)
-        s = Measure(f"{n} cand", gen, serve.pid, bench.redis_pid, p, bench.log).at_rate(rate, p.half_s,
-                                                                                      p.half_warmup_s)
-        s["candidates"] = n
-        s["catalog"] = str(path)
-        # How many reached the policy: the allowed actions of the decisions just logged.
-        logged = [r for r in redisops.recent_decisions(bench.redis.url, PLACEMENT, 500) if not r.fallback]
-        s["allowed_mean"] = sum(len(r.actions) for r in logged) / len(logged) if logged else None
-        error = bench.retire(serve, gen)
-        if error:
-            s["error"] = error
-        out["sizes"].append(s)
+    rounds = max(1, p.half_rounds)
+    count = requests_needed(rate, p, rounds)
+    out: dict = {"rate_rps": rate, "placement": PLACEMENT, "rounds": rounds, "sizes": []}
+    bench.log(f"candidates sweep: {', '.join(map(str, sizes))} candidates at {rate:g} requests/s"
+              + (f", {rounds} rounds" if rounds > 1 else ""))
+    started: dict[str, tuple] = {}  # name -> (size, catalog path, its version, server)
+    measures: dict[str, Measure] = {}
+    try:
+        for k, n in enumerate(sizes):
+            path = bench.tmp / f"catalog-{n}-candidates.yaml"
+            path.write_text(catalog_text(n))
+            try:
+                serve = bench.start(procs.nba_serve(bench.layout.server, bench.data_dir, path, bench.seed,
+                                                    bench.tmp / f"serve-{n}-candidates.log"))
+            except procs.ProcessFailed as e:
+                out["error"] = str(e)
+                return out
+            gen = bench.generator(Target("grpc", f"127.0.0.1:{serve.port}",
+                                         population.decide_requests(PLACEMENT, p.population, bench.seed, count,
+                                                                    first=k * count), channels=bench.channels),
+                                  bench.layout.generators)
+            name = f"{n} cand"
+            started[name] = (n, path, load_catalog(path).version, serve)
+            measures[name] = Measure(name, gen, serve.pid, bench.redis_pid, p, bench.log)
+        allowed: dict[str, list[int]] = {name: [] for name in measures}
+
+        def reached_policy(name: str) -> None:
+            # How many reached the policy: the allowed actions of this size's decisions just logged.
+            version = started[name][2]
+            allowed[name] += [len(r.actions) for r in redisops.recent_decisions(bench.redis.url, PLACEMENT, 500)
+                              if r.catalog_version == version and not r.fallback]
+
+        taken = in_rounds(measures, rate, rounds, p.half_s, p.half_warmup_s, order=rotated(list(measures)),
+                          after=reached_policy)
+        for name, m in measures.items():
+            n, path, _, serve = started[name]
+            s = pooled_size(taken[name])
+            s.update(candidates=n, catalog=str(path),
+                     allowed_mean=sum(allowed[name]) / len(allowed[name]) if allowed[name] else None)
+            if not serve.alive():
+                s["error"] = f"nba serve exited:\n{serve.tail()}"
+            out["sizes"].append(s)
+    finally:
+        for name, m in measures.items():
+            bench.retire(started[name][3], m.gen)
     return out

@@ -15,11 +15,13 @@ replays) is not measured in the next.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Sequence
+
+import numpy as np
 
 from decision.bench import procs, report
-from decision.bench.loadgen import LoadGenerator, Step, StepSamples, p99_parts, summarize
+from decision.bench.loadgen import LoadGenerator, Step, StepSamples, concat, p99_parts, summarize
 
 MIN_ACHIEVED = 0.95
 MAX_ERROR_RATE = 0.001
@@ -170,13 +172,75 @@ class Measure:
             "search_capped": failed is None,  # never failed: the maximum is at least max_rps
         }
 
-    def at_rate(self, rate: float, duration_s: float, warmup_s: float) -> dict:
-        """One measurement at a fixed rate, after a warm-up step: the figures
-        of the sweeps. `sustained` says whether the server kept up (judged
-        on this step alone); `p99_parts_ms`, the p99 of each half of the
-        measured window, shows how much a p99 of this length moves by itself."""
-        self.step(rate, *warmup_step(self.profile), WARMUP)
-        s, samples = self.step(rate, duration_s, warmup_s)
-        s["sustained"], s["verdict"] = sustained(s, None)
-        s["p99_parts_ms"] = p99_parts(samples, 2)
-        return s
+
+Taken = list[tuple[dict, StepSamples]]  # one target's steps: (summary, samples) each
+
+
+def in_rounds(measures: Mapping[str, Measure], rate: float, rounds: int, duration_s: float, warmup_s: float,
+              order: Callable[[int], Sequence[str]] | None = None,
+              after: Callable[[str], None] | None = None) -> dict[str, Taken]:
+    """Several targets at one rate, compared: a warm-up step each, then
+    `rounds` rounds of one step each, in `order(round)` (default: as given).
+    A machine whose speed drifts, or stalls for a moment, then weighs on
+    every target alike instead of on whichever was measured at the time:
+    on this project's shared VM two runs of one step differ by more than
+    most of what the bench compares. `pool` makes each target's steps one.
+    `after(name)` runs after each measured step (to read what it left)."""
+    for m in measures.values():
+        m.step(rate, *warmup_step(m.profile), WARMUP)
+    taken: dict[str, Taken] = {name: [] for name in measures}
+    for k in range(rounds):
+        for name in (order(k) if order is not None else measures):
+            label = f"  (round {k + 1} of {rounds})" if rounds > 1 else ""
+            taken[name].append(measures[name].step(rate, duration_s, warmup_s, label))
+            if after is not None:
+                after(name)
+    return taken
+
+
+def rotated(names: Sequence[str]) -> Callable[[int], list[str]]:
+    """An order for `in_rounds`: each round starts one target later, so no
+    target is always measured first (after the quiet of the cool-down) or
+    last."""
+    names = list(names)
+    return lambda k: names[k % len(names):] + names[:k % len(names)]
+
+
+# Figures Measure.step adds to a step's summary, and how rounds combine them.
+_MEAN_OF_ROUNDS = ("achieved_rps", "server_cpu_util", "server_cpu_us_per_request", "redis_cpu_util",
+                   "generator_cpu_util", "steal_cpu")
+_MAX_OF_ROUNDS = ("other_processes_cpu",)
+
+
+def pool(taken: Taken) -> tuple[dict, StepSamples]:
+    """Steps of one rate as one: percentiles over all their requests,
+    throughput and CPU figures the mean of the steps, other processes' CPU
+    the worst step's."""
+    if len(taken) == 1:
+        return taken[0]
+    merged = concat([samples for _, samples in taken])
+    s = summarize(merged)
+    for key in _MEAN_OF_ROUNDS:
+        values = [t[key] for t, _ in taken if t.get(key) is not None]
+        if values:
+            s[key] = float(np.mean(values))
+    for key in _MAX_OF_ROUNDS:
+        values = [t[key] for t, _ in taken if t.get(key) is not None]
+        if values:
+            s[key] = float(max(values))
+    s["quiesce_wait_s"] = sum(t.get("quiesce_wait_s", 0.0) for t, _ in taken)
+    s["idle_before"] = all(t.get("idle_before", True) for t, _ in taken)
+    s["rounds"] = len(taken)
+    return s, merged
+
+
+def pooled_size(taken: Taken) -> dict:
+    """One size of a sweep, measured in rounds: the pooled figures, whether
+    the server kept up (judged on the pool), and each round's p99
+    (`p99_parts_ms`: with one round, the p99 of each half of its window),
+    the spread a p99 of this length has by itself."""
+    s, samples = pool(taken)
+    s["sustained"], s["verdict"] = sustained(s, None)
+    s["p99_parts_ms"] = ([t["latency_ms"]["p99"] for t, _ in taken] if len(taken) > 1
+                         else p99_parts(samples, 2))
+    return s

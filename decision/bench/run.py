@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from decision.bench import candidates, learner, population, procs, profiles_sweep, report, rewards, scaling, soak
-from decision.bench.loadgen import LoadGenerator, StepSamples, Target, concat, summarize
+from decision.bench.loadgen import LoadGenerator, StepSamples, Target, summarize
 from decision.bench.measure import (IDLE_CPU, MAX_ERROR_RATE, MIN_ACHIEVED, P50_GROWTH, P99_GROWTH, WARMUP, Measure,
-                                    Search, warmup_step)
+                                    Search, in_rounds, pool, warmup_step)
 from decision.bench.redisops import run_async as _run_async
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +78,7 @@ class Profile:
     soak_s: float = 600.0  # measured, after soak_warmup_s
     soak_warmup_s: float = 60.0
     soak_every_s: float = 10.0
-    half_rounds: int = 3  # rounds of echo, Redis read, Decide at half of Decide's maximum
+    half_rounds: int = 3  # rounds of echo, Redis read, Decide at half of Decide's maximum; of each sweep size
 
 
 PROFILES = {
@@ -337,15 +337,9 @@ class Bench:
         self.log(f"at half of Decide's maximum: {rate} requests/s" + (f", {n} rounds" if n > 1 else ""))
         redis = self.redis_floor()
         measures = {"echo": self.echo, "redis": redis, "decide": self.decide}
-        for m in measures.values():
-            m.step(rate, *warmup_step(p), WARMUP)
+        taken = in_rounds(measures, rate, n, p.half_s, p.half_warmup_s)
+        rounds = [round_figures(*(taken[name][k][1] for name in measures), self.seed) for k in range(n)]
         h: dict = {"rate_rps": rate}
-        taken: dict[str, list[tuple[dict, StepSamples]]] = {name: [] for name in measures}
-        rounds = []
-        for k in range(n):
-            for name, m in measures.items():
-                taken[name].append(m.step(rate, p.half_s, p.half_warmup_s, f"  (round {k + 1} of {n})" if n > 1 else ""))
-            rounds.append(round_figures(*(taken[name][-1][1] for name in measures), self.seed))
         samples = {}
         for name in measures:
             h[name], samples[name] = pool(taken[name])
@@ -472,34 +466,6 @@ def _fixed_rate(profile: Profile, decide: dict) -> dict:
         return {"rps": max(1, round(decide["max_rps"] / 2)), "from": "half of Decide's maximum"}
     return {"rps": profile.default_rate, "from": f"the {profile.name} profile's default (Decide's maximum "
                                                  "not measured)"}
-
-
-# Figures Measure.step adds to a step's summary, and how rounds combine them.
-_MEAN_OF_ROUNDS = ("achieved_rps", "server_cpu_util", "server_cpu_us_per_request", "redis_cpu_util",
-                   "generator_cpu_util", "steal_cpu")
-_MAX_OF_ROUNDS = ("other_processes_cpu",)
-
-
-def pool(taken: list[tuple[dict, StepSamples]]) -> tuple[dict, StepSamples]:
-    """Steps of one rate as one: percentiles over all their requests,
-    throughput and CPU figures the mean of the steps, other processes' CPU
-    the worst step's."""
-    if len(taken) == 1:
-        return taken[0]
-    merged = concat([samples for _, samples in taken])
-    s = summarize(merged)
-    for key in _MEAN_OF_ROUNDS:
-        values = [t[key] for t, _ in taken if t.get(key) is not None]
-        if values:
-            s[key] = float(np.mean(values))
-    for key in _MAX_OF_ROUNDS:
-        values = [t[key] for t, _ in taken if t.get(key) is not None]
-        if values:
-            s[key] = float(max(values))
-    s["quiesce_wait_s"] = sum(t.get("quiesce_wait_s", 0.0) for t, _ in taken)
-    s["idle_before"] = all(t.get("idle_before", True) for t, _ in taken)
-    s["rounds"] = len(taken)
-    return s, merged
 
 
 def round_figures(echo: StepSamples, redis: StepSamples, decide: StepSamples, seed: int) -> dict:
