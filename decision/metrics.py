@@ -64,8 +64,19 @@ class HotCounter:
 
 
 DECISIONS = HotCounter("nba_decisions", "decisions made", ("placement", "arm", "fallback", "degraded"))
-DECIDE_DURATION = _meter.create_histogram("nba_decide_duration", unit="s", description="decide pipeline latency")
-STAGE_DURATION = _meter.create_histogram("nba_stage_duration", unit="s", description="latency per pipeline stage")
+# Bucket bounds, in seconds. The SDK's default bounds (0, 5, 10, 25 ... 10,000)
+# are made for milliseconds: a Decide of 2 ms and one of 2 s would share a
+# bucket and no quantile could be read from /metrics.
+DECIDE_BUCKETS_S = (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0)
+STAGE_BUCKETS_S = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                   0.1)
+REWARD_LAG_BUCKETS_S = (1, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 172800, 604800)
+
+DECIDE_DURATION = _meter.create_histogram("nba_decide_duration", unit="s", description="decide pipeline latency",
+                                          explicit_bucket_boundaries_advisory=DECIDE_BUCKETS_S)
+STAGE_DURATION = _meter.create_histogram("nba_stage_duration", unit="s", description="latency per pipeline stage",
+                                         explicit_bucket_boundaries_advisory=STAGE_BUCKETS_S)
 REMOVALS = HotCounter("nba_removals", "candidates removed by a rule", ("stage", "offer", "rule"))
 RESERVATION_REFUSALS = _meter.create_counter("nba_reservation_refusals", description="chosen items refused at commit")
 COMMITS_AFTER_ANSWER = _meter.create_counter(
@@ -74,7 +85,8 @@ COMMITS_AFTER_ANSWER = _meter.create_counter(
                 "lease_expired / over_limit (counted all the same), unknown (spooled)")
 REDIS_ERRORS = _meter.create_counter("nba_redis_errors", description="Redis errors and timeouts")
 REWARDS = _meter.create_counter("nba_rewards", description="reward events")
-REWARD_LAG = _meter.create_histogram("nba_reward_join_lag", unit="s", description="reward time minus decision time")
+REWARD_LAG = _meter.create_histogram("nba_reward_join_lag", unit="s", description="reward time minus decision time",
+                                     explicit_bucket_boundaries_advisory=REWARD_LAG_BUCKETS_S)
 SPOOLED = _meter.create_counter("nba_spool_entries", description="entries written to the local spool")
 LOG_ROWS_LOST = _meter.create_counter("nba_decision_log_rows_lost",
                                       description="decision log rows neither Redis nor the spool took")

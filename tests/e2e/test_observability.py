@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from decision.bench.procs import free_port
 from decision.clock import ManualClock
 from decision.logfmt import JsonFormatter
-from decision.metrics import STAGE_SAMPLE
+from decision.metrics import DECIDE_BUCKETS_S, STAGE_BUCKETS_S, STAGE_SAMPLE
 from decision.tracing import configure_tracing, span
 from tests.e2e.conftest import start_service
 from tests.helpers import EXAMPLES
@@ -78,6 +78,15 @@ async def test_prometheus_endpoint_exposes_decisions_stages_and_models(redis, re
     assert re.search(r'nba_commits_after_answer_total\{[^}]*outcome="recorded"', body)
     assert "nba_model_version_info" in body and 'arm="champion"' in body
     assert "tom" not in body
+    # latency histograms in buckets a Decide's milliseconds can be read from (the SDK's default bounds
+    # start at 5 s), every decision in one of them
+    decide = {float(le): float(n) for le, n in re.findall(
+        r'nba_decide_duration_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\S+)', body) if le != "+Inf"}
+    assert sorted(decide) == list(DECIDE_BUCKETS_S)
+    assert decide[1.0] == STAGE_SAMPLE  # each decision was counted, in a bucket below a second
+    stages = {float(le) for le in re.findall(r'nba_stage_duration_seconds_bucket\{[^}]*le="([^"]+)"', body)
+              if le != "+Inf"}
+    assert stages == set(STAGE_BUCKETS_S)
 
 
 def test_json_log_lines_carry_trace_and_decision_ids():
