@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 
 from decision.bench import candidates, learner, population, procs, report
@@ -231,3 +232,42 @@ def test_compare_refuses_what_is_not_a_result(tmp_path, capsys):
         assert main(["bench", "--compare", str(good), str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"nba bench --compare: {tmp_path / name}: ") and says in err
+
+
+def test_pipeline_figures_from_two_readings_of_the_histogram() -> None:
+    from decision.bench.measure import pipeline_figures
+
+    inf = float("inf")
+    before = {0.001: 10.0, 0.002: 20.0, 0.005: 20.0, inf: 20.0}
+    after = {0.001: 10.0, 0.002: 70.0, 0.005: 119.0, inf: 120.0}  # 100 new: 50 in (1, 2] ms, 49 in (2, 5], 1 beyond
+    got = pipeline_figures(before, after)
+    assert got["count"] == 100
+    assert got["p50"] == pytest.approx(2.0)  # the 50th is the last of (1, 2]
+    assert got["p99"] == pytest.approx(5.0)
+    assert got["buckets"] == [[0.001, 0.0], [0.002, 50.0], [0.005, 99.0], ["+Inf", 100.0]]
+    assert pipeline_figures(after, after) is None  # nothing decided in between
+    assert pipeline_figures(None, after) is None
+
+
+def test_pipeline_percentile_past_the_last_bound_is_that_bound() -> None:
+    from decision.bench.measure import pipeline_summary
+
+    got = pipeline_summary([[0.001, 50], [0.002, 90], ["+Inf", 100]])
+    assert got["p50"] == pytest.approx(1.0) and got["p99"] == pytest.approx(2.0)
+
+
+def test_pool_adds_up_the_pipeline_histograms_of_its_steps() -> None:
+    from decision.bench.loadgen import Step, StepSamples
+    from decision.bench.measure import pipeline_summary, pool
+
+    def step(buckets):
+        n = 10
+        samples = StepSamples(Step(100.0, 0.1, 0.0), np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64),
+                              np.arange(n, dtype=np.int64) + 1_000_000, np.zeros(n, dtype=np.int8),
+                              np.zeros(n, dtype=np.int8), status_names={}, generator_cpu_s=0.0, workers=1, wall_s=0.1)
+        return {"pipeline_ms": pipeline_summary(buckets)}, samples
+
+    s, _ = pool([step([[0.001, 10], ["+Inf", 10]]), step([[0.001, 0], ["+Inf", 10]])])
+    assert s["pipeline_ms"]["count"] == 20
+    assert s["pipeline_ms"]["buckets"] == [[0.001, 10], ["+Inf", 20]]
+    assert s["pipeline_ms"]["p50"] == pytest.approx(1.0)

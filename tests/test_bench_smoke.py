@@ -66,6 +66,12 @@ def test_floors_and_decide(smoke) -> None:
     for name in ("echo", "redis", "decide"):
         _check_step(f"half_rate.{name}", half[name])
     assert half["floor_sum"]["latency_ms"]["p50"] > 0
+    # the service's own latency, read from its histogram: every decision of the steps counted
+    inside = half["decide"]["pipeline_ms"]
+    assert inside["count"] >= half["decide"]["requests"] * 0.9 and 0 < inside["p50"] <= inside["p99"]
+    assert "pipeline_ms" not in half["echo"]
+    assert all(r["pipeline_p99_ms"] > 0 for r in half["rounds"])
+    assert "Decide inside nba serve" in proc.stdout
 
 
 def test_reward(smoke) -> None:
@@ -94,7 +100,7 @@ def test_candidates_sweep(smoke) -> None:
     assert [s["candidates"] for s in sweep["sizes"]] == [10, 200]
     for s in sweep["sizes"]:
         _check_step(f"candidates {s['candidates']}", s)
-        assert s["allowed_mean"] > 0
+        assert s["allowed_mean"] > 0 and s["pipeline_ms"]["count"] > 0
         assert s["rounds"] == sweep["rounds"] == 2 and len(s["p99_parts_ms"]) == 2  # one p99 per round
     # The bigger catalog reaches the policy with more candidates.
     assert sweep["sizes"][1]["allowed_mean"] > sweep["sizes"][0]["allowed_mean"]

@@ -89,6 +89,7 @@ def run(old: Path, new: Path, rate: int, rounds: int, profile: str, placement: s
                 for x in "AB":
                     r[x]["cpu_us_per_request"] = taken[x][k][0].get("server_cpu_us_per_request")
                     r[x]["steal_cpu"] = taken[x][k][0].get("steal_cpu")
+                    r[x]["pipeline_p99_ms"] = (taken[x][k][0].get("pipeline_ms") or {}).get("p99")
                 result["rounds"].append(r)
             pooled = {name: pool(steps) for name, steps in taken.items()}
             result["floor"] = floor_sum(pooled["echo"][1], pooled["redis"][1], bench.seed)
@@ -122,7 +123,9 @@ def report(result: dict) -> str:
         lat = result[x]["latency_ms"]
         lines.append(f"  {x}: p50 {lat['p50']:.2f} ({lat['p50'] / floor['p50']:.2f}x)  p99 {lat['p99']:.2f} "
                      f"({lat['p99'] / floor['p99']:.2f}x)  p99.9 {lat['p99.9']:.2f}  "
-                     f"cpu {_us(result[x].get('server_cpu_us_per_request')).strip()} us/request")
+                     f"cpu {_us(result[x].get('server_cpu_us_per_request')).strip()} us/request"
+                     + (f"  inside nba serve: p50 {inside['p50']:.2f} p99 {inside['p99']:.2f}"
+                        if (inside := result[x].get("pipeline_ms")) else ""))
     lines.append(f"  B's p50 below A's in {lower} of {len(result['rounds'])} rounds")
     steal = max((r[x].get("steal_cpu") or 0.0) for r in result["rounds"] for x in "AB")
     if steal > 0.10:

@@ -174,7 +174,7 @@ def run(bench, sizes: tuple[int, ...], rate: float) -> dict:
                                   bench.layout.generators)
             name = f"{n} cand"
             started[name] = (n, path, load_catalog(path).version, serve)
-            measures[name] = Measure(name, gen, serve.pid, bench.redis_pid, p, bench.log)
+            measures[name] = Measure(name, gen, serve.pid, bench.redis_pid, p, bench.log, serve.metrics_port)
         allowed: dict[str, list[int]] = {name: [] for name in measures}
 
         def reached_policy(name: str) -> None:

@@ -14,7 +14,10 @@ replays) is not measured in the next.
 
 from __future__ import annotations
 
+import math
+import re
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -61,20 +64,78 @@ def sustained(s: dict, best: dict[str, float] | None) -> tuple[bool, str]:
     return True, "sustained"
 
 
+# The service's own Decide latency (decision/metrics.py): from the request's
+# arrival in the handler to its answer, without gRPC's transport and queues.
+_PIPELINE_BUCKET = re.compile(r'^nba_decide_duration_seconds_bucket\{(?:[^}]*,)?le="([^"]+)"[^}]*\} (\S+)$', re.M)
+
+
+def pipeline_histogram(metrics_port: int) -> dict[float, float] | None:
+    """The service's Decide duration histogram, cumulative counts by upper
+    bound (seconds) summed over placements; None when it cannot be read."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            body = r.read().decode()
+    except OSError:
+        return None
+    counts: dict[float, float] = {}
+    for le, n in _PIPELINE_BUCKET.findall(body):
+        bound = math.inf if le == "+Inf" else float(le)
+        counts[bound] = counts.get(bound, 0.0) + float(n)
+    return counts or None
+
+
+def pipeline_figures(before: dict[float, float] | None, after: dict[float, float] | None) -> dict | None:
+    """The decisions between two readings of the histogram: their count,
+    p50 and p99 (ms), and the cumulative counts by bound (`buckets`, for
+    pooling steps; the last bound "+Inf"). None without both readings."""
+    if not before or not after:
+        return None
+    bounds = sorted(after)
+    return pipeline_summary([[b, after[b] - before.get(b, 0.0)] for b in bounds])
+
+
+def pipeline_summary(buckets: list[list]) -> dict | None:
+    """Count and percentiles of cumulative bucket counts [[bound s, count]]:
+    each percentile interpolated linearly inside its bucket, so good to about
+    the bucket's width (0.5-1 ms around a Decide's p99)."""
+    bounds = [math.inf if b in ("+Inf", math.inf) else float(b) for b, _ in buckets]
+    cum = [float(c) for _, c in buckets]
+    total = cum[-1] if cum else 0.0
+    if total <= 0:
+        return None
+    out: dict = {"count": int(total)}
+    for pct in (50, 99):
+        want = total * pct / 100
+        i = next(k for k, c in enumerate(cum) if c >= want)
+        lo, below = (bounds[i - 1], cum[i - 1]) if i else (0.0, 0.0)
+        if math.isinf(bounds[i]):  # past the last bound: at least that
+            out[f"p{pct}"] = 1e3 * lo
+            continue
+        share = (want - below) / (cum[i] - below) if cum[i] > below else 1.0
+        out[f"p{pct}"] = 1e3 * (lo + share * (bounds[i] - lo))
+    out["buckets"] = [["+Inf" if math.isinf(b) else b, c] for b, c in zip(bounds, cum)]
+    return out
+
+
 class Measure:
     """Runs steps against one target and adds what the server spent.
 
     `server_pid`: the server under test, or all its processes (a
     supervisor and its workers); their CPU time is added up. `profile`: the
-    run's Profile (decision/bench/run.py): durations, time-outs, cool-down."""
+    run's Profile (decision/bench/run.py): durations, time-outs, cool-down.
+    `metrics_port`: an `nba serve`'s Prometheus endpoint; each step then
+    also reports the service's own Decide latency (`pipeline_ms`, from its
+    histogram), which tells a tail made in the pipeline from one made in
+    gRPC, the kernel or the host."""
 
     def __init__(self, name: str, gen: LoadGenerator, server_pid: int | Sequence[int] | None,
-                 redis_pid: int | None, profile, log=print) -> None:
+                 redis_pid: int | None, profile, log=print, metrics_port: int = 0) -> None:
         pids = server_pid if isinstance(server_pid, (list, tuple)) else (server_pid,)
         self.server_pids = tuple(pid for pid in pids if pid is not None)
         self.server_pid = self.server_pids[0] if self.server_pids else None
         self.name, self.gen, self.redis_pid = name, gen, redis_pid
         self.profile, self.log = profile, log
+        self.metrics_port = metrics_port
         self._told_busy = False
 
     def _server_cpu(self) -> float:
@@ -83,6 +144,7 @@ class Measure:
     def step(self, rate: float, duration_s: float, warmup_s: float, label: str = "") -> tuple[dict, StepSamples]:
         p = self.profile
         step = Step(rate=float(rate), duration_s=duration_s, warmup_s=warmup_s, timeout_s=p.timeout_s)
+        hist0 = pipeline_histogram(self.metrics_port) if self.metrics_port else None
         waited, idle = self.quiesce()
         gens = [procs.cpu_seconds(pid) for pid in self.gen.pids]
         (busy0, steal0), me0 = procs.system_cpu(), time.process_time()
@@ -104,6 +166,8 @@ class Measure:
         s["redis_cpu_util"] = red / wall if self.redis_pid else None
         s["generator_cpu_util"] = s["generator_cpu_s"] / s["wall_s"] / max(1, s["generator_workers"])
         s["quiesce_wait_s"], s["idle_before"] = waited, idle
+        if self.metrics_port:  # read after the step's figures: the scrape's CPU is not the step's
+            s["pipeline_ms"] = pipeline_figures(hist0, pipeline_histogram(self.metrics_port))
         self.log(report.step_line(self.name, s) + label)
         time.sleep(p.cooldown_s)
         return s, samples
@@ -231,6 +295,12 @@ def pool(taken: Taken) -> tuple[dict, StepSamples]:
     s["quiesce_wait_s"] = sum(t.get("quiesce_wait_s", 0.0) for t, _ in taken)
     s["idle_before"] = all(t.get("idle_before", True) for t, _ in taken)
     s["rounds"] = len(taken)
+    pipes = [t.get("pipeline_ms") for t, _ in taken]
+    if pipes and all(p and p.get("buckets") for p in pipes):
+        bounds = [b for b, _ in pipes[0]["buckets"]]
+        if all([b for b, _ in p["buckets"]] == bounds for p in pipes):
+            s["pipeline_ms"] = pipeline_summary([[b, sum(p["buckets"][k][1] for p in pipes)]
+                                                 for k, b in enumerate(bounds)])
     return s, merged
 
 

@@ -161,6 +161,7 @@ class Child:
     env: dict[str, str] | None = None
     process: subprocess.Popen | None = None
     port: int = 0
+    metrics_port: int = 0  # its Prometheus endpoint, when it has one the bench can read
     _log: object = field(default=None, repr=False)
 
     def start(self, timeout: float = 60.0) -> "Child":
@@ -232,14 +233,16 @@ def nba_serve(cpus: list[int] | None, data_dir: Path, catalog: Path, seed: int, 
     Its metrics endpoint stays on, as it is by default, on a free port: the
     instruments it feeds are part of what a Decide costs. With `workers` > 1,
     `nba serve --workers N`: it is ready when it says all N serve."""
+    metrics_port = free_port()
     args = [sys.executable, "-m", "decision.cli", "serve", "--port", "0", "--data-dir", str(data_dir),
-            "--catalog", str(catalog), "--seed", str(seed), "--metrics-port", str(free_port())]
+            "--catalog", str(catalog), "--seed", str(seed), "--metrics-port", str(metrics_port)]
     ready = r"serving on [^\s:]+:(\d+)"
     if workers > 1:
         args += ["--workers", str(workers)]
         ready += r" with \d+ workers"
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    return Child("nba serve", args, cpus, re.compile(ready), log_path, env=env)
+    return Child("nba serve", args, cpus, re.compile(ready), log_path, env=env,
+                 metrics_port=metrics_port if workers == 1 else 0)  # workers: one endpoint each
 
 
 def connections(pid: int, port: int) -> int:

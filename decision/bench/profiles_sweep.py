@@ -51,8 +51,10 @@ def run(bench, sizes: tuple[int, ...], rate: float) -> dict:
             redises.append((redis, data_dir))
             bench.log(f"  writing {n:,} people to a Redis of their own ...")
             load = redisops.load(redis.url, 0, n, bench.seed)
+            waited = redisops.settle(redis.url)
             bench.log(f"  {load['load_s']:.1f} s ({load['profiles_per_s']:,.0f} people/s), "
-                      f"{load['bytes_per_profile']:,.0f} bytes of Redis memory per person")
+                      f"{load['bytes_per_profile']:,.0f} bytes of Redis memory per person"
+                      + (f"; {waited:.1f} s more for its append-only file rewrite" if waited >= 0.5 else ""))
             try:
                 serve = bench.start(procs.nba_serve(bench.layout.server, data_dir, catalog, bench.seed,
                                                     bench.tmp / f"serve-profiles-{n}.log"))
@@ -65,7 +67,7 @@ def run(bench, sizes: tuple[int, ...], rate: float) -> dict:
             name = f"{_short(n)} ppl"
             started[name] = (n, redis, load, serve)
             measures[name] = Measure(name, gen, serve.pid, redis.process.pid if redis.process else None, p,
-                                     bench.log)
+                                     bench.log, serve.metrics_port)
         taken = in_rounds(measures, rate, rounds, p.half_s, p.half_warmup_s, order=rotated(list(measures)))
         for name in measures:
             n, redis, load, serve = started[name]

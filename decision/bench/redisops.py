@@ -57,6 +57,30 @@ def used_memory(url: str) -> int:
     return run_async(go())
 
 
+_BACKGROUND = ("aof_rewrite_in_progress", "aof_rewrite_scheduled", "rdb_bgsave_in_progress")
+
+
+def settle(url: str, timeout_s: float = 300.0) -> float:
+    """Wait until the server has no append-only-file rewrite or snapshot
+    running or scheduled (a bulk load triggers them: a fork, then gigabytes
+    written, on the Redis core that the sweeps' other servers share).
+    Returns the time waited."""
+    async def go() -> float:
+        redis = _client(url)
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < timeout_s:
+                info = await redis.info("persistence")
+                if not any(int(info.get(k) or 0) for k in _BACKGROUND):
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            await redis.aclose()
+        return time.monotonic() - t0
+
+    return run_async(go())
+
+
 def recent_decisions(url: str, placement: str, count: int) -> list:
     """The newest `count` logged decisions (DecisionRecord) of `placement`,
     read with the service's own log reader, newest first."""

@@ -367,9 +367,11 @@ def _errors(s: dict) -> str:
 
 def step_line(name: str, s: dict) -> str:
     lat = s["latency_ms"]
+    inside = s.get("pipeline_ms")
     return (f"  {name:<7} offered {s['offered_rps']:>7.0f}/s  achieved {s['achieved_rps']:>7.0f}/s  "
             f"p50 {_f(lat['p50']):>6}  p99 {_f(lat['p99']):>6}  p99.9 {_f(lat['p99.9']):>6} ms  "
-            f"errors {_errors(s)}{_fallbacks(s)}  cpu server {s.get('server_cpu_util', 0):.0%} "
+            + (f"(inside p50 {_f(inside.get('p50'))} p99 {_f(inside.get('p99'))})  " if inside else "")
+            + f"errors {_errors(s)}{_fallbacks(s)}  cpu server {s.get('server_cpu_util', 0):.0%} "
             f"generator {s.get('generator_cpu_util', 0):.0%} others {s.get('other_processes_cpu', 0):.0%}")
 
 
@@ -447,17 +449,25 @@ def render(result: dict) -> str:
                          _f(s.get("achieved_rps"), 0) if "achieved_rps" in s else "",
                          _errors(s) if "errors" in s else "", _share(s, "fallback_answers") if "ok" in s else "",
                          _f(s.get("server_cpu_us_per_request"), 0) if "server_cpu_us_per_request" in s else ""])
+        inside = _get(h, "decide", "pipeline_ms")
+        if inside:
+            rows.append(["Decide inside nba serve", _f(inside.get("p50")), "", _f(inside.get("p99")), "", "", "", "",
+                         ""])
         lines += _table(["", "p50", "p95", "p99", "p99.9", "achieved/s", "errors", "fallback", "cpu us/req"], rows)
+        if inside:
+            lines.append("  (inside nba serve: its own Decide histogram, from the handler's start to its answer, without "
+                         "gRPC's transport and queues; to within a bucket, 0.5-1 ms)")
         rounds = h.get("rounds") or []
         if len(rounds) > 1:
             lines.append(f"  pooled over {len(rounds)} rounds (echo, Redis read, Decide, each in turn); each round "
                          "against its own floor:")
             lines += _table(
                 ["round", "echo p50", "Redis p50", "floor p50", "Decide p50", "p50 ratio", "floor p99", "Decide p99",
-                 "p99 ratio"],
+                 "p99 ratio", "inside p99"],
                 [[str(k), _f(r.get("echo_p50_ms")), _f(r.get("redis_p50_ms")), _f(r.get("floor_p50_ms")),
                   _f(r.get("decide_p50_ms")), _times(r.get("p50_ratio")), _f(r.get("floor_p99_ms")),
-                  _f(r.get("decide_p99_ms")), _times(r.get("p99_ratio"))] for k, r in enumerate(rounds, start=1)],
+                  _f(r.get("decide_p99_ms")), _times(r.get("p99_ratio")), _f(r.get("pipeline_p99_ms"))]
+                 for k, r in enumerate(rounds, start=1)],
                 indent="    ")
     lines += _phase_sections(result)
     rows = []
@@ -529,10 +539,10 @@ def _phase_sections(result: dict) -> list[str]:
         lines += ["", f"Candidates sweep - Decide at {_f(sec['rate_rps'], 0)} rps, one nba serve per generated "
                       f"catalog (placement {sec['placement']}{_rounds_note(sec)}; latency in ms):"]
         rows = [[str(s["candidates"]), _f(s.get("allowed_mean"), 1), _f(s.get("achieved_rps"), 0), *_lat_cells(s),
-                 _errors(s), _share(s, "fallback_answers"), _f(s.get("server_cpu_us_per_request"), 0),
-                 s.get("verdict", "")] for s in _sizes(sec)]
-        lines += _table(["candidates", "allowed", "achieved/s", "p50", "p95", "p99", "p99.9", _parts_title(sec), "errors",
-                         "fallback", "cpu us/req", "verdict"], rows)
+                 _f(_get(s, "pipeline_ms", "p99")), _errors(s), _share(s, "fallback_answers"),
+                 _f(s.get("server_cpu_us_per_request"), 0), s.get("verdict", "")] for s in _sizes(sec)]
+        lines += _table(["candidates", "allowed", "achieved/s", "p50", "p95", "p99", "p99.9", _parts_title(sec),
+                         "inside p99", "errors", "fallback", "cpu us/req", "verdict"], rows)
     sec = _ran(result, "profiles_sweep")
     if sec is not None and sec.get("sizes"):
         how = ("a Redis and an nba serve per size" + _rounds_note(sec) if int(sec.get("rounds") or 1) > 1
@@ -541,10 +551,11 @@ def _phase_sections(result: dict) -> list[str]:
                       f"{how} (latency in ms):"]
         rows = [[f"{s['profiles']:,}", _f(_get(s, "load", "load_s"), 1),
                  _f(_get(s, "load", "profiles_per_s"), 0), _f(s.get("bytes_per_profile"), 0),
-                 _f(s.get("used_memory", 0) / MiB, 0), _f(s.get("achieved_rps"), 0), *_lat_cells(s), _errors(s),
-                 _f(s.get("server_cpu_us_per_request"), 0), s.get("verdict", "")] for s in _sizes(sec)]
+                 _f(s.get("used_memory", 0) / MiB, 0), _f(s.get("achieved_rps"), 0), *_lat_cells(s),
+                 _f(_get(s, "pipeline_ms", "p99")), _errors(s), _f(s.get("server_cpu_us_per_request"), 0),
+                 s.get("verdict", "")] for s in _sizes(sec)]
         lines += _table(["profiles", "load s", "people/s", "bytes/person", "used MiB", "achieved/s", "p50", "p95",
-                         "p99", "p99.9", _parts_title(sec), "errors", "cpu us/req", "verdict"], rows)
+                         "p99", "p99.9", _parts_title(sec), "inside p99", "errors", "cpu us/req", "verdict"], rows)
     sec = _ran(result, "scaling")
     if sec is not None and sec.get("steps"):
         lines += ["", f"Scaling - nba serve --workers N (SO_REUSEPORT), Decide's maximum (placement "

@@ -280,7 +280,8 @@ class Bench:
         or a service), from the generators' cores."""
         gen = self.generator(Target("grpc", f"127.0.0.1:{server.port}", self.requests, channels=self.channels),
                              self.layout.generators)
-        return Measure(name, gen, server.pid, self.redis_pid if uses_redis else None, self.profile, self.log)
+        return Measure(name, gen, server.pid, self.redis_pid if uses_redis else None, self.profile, self.log,
+                       server.metrics_port)
 
     def redis_floor(self) -> Measure:
         """Floor B: the Redis read of one profile. Its client plays the
@@ -339,6 +340,9 @@ class Bench:
         measures = {"echo": self.echo, "redis": redis, "decide": self.decide}
         taken = in_rounds(measures, rate, n, p.half_s, p.half_warmup_s)
         rounds = [round_figures(*(taken[name][k][1] for name in measures), self.seed) for k in range(n)]
+        for k, r in enumerate(rounds):
+            inside = taken["decide"][k][0].get("pipeline_ms") or {}
+            r["pipeline_p50_ms"], r["pipeline_p99_ms"] = inside.get("p50"), inside.get("p99")
         h: dict = {"rate_rps": rate}
         samples = {}
         for name in measures:
