@@ -143,11 +143,34 @@ def requests_needed(rate: float, profile, rounds: int = 1) -> int:
     return math.ceil(rate * (warmup_step(profile)[0] + rounds * profile.half_s) * 1.1) + 100
 
 
+Sized = dict[str, tuple[procs.Child, Measure]]  # a sweep's sizes by name: each its nba serve and its measure
+
+
+def measure_sizes(bench, sized: Sized, rate: float, after=None) -> dict[str, dict]:
+    """A sweep's sizes at `rate` in rounds (as many as the half-rate
+    phase's; measure.in_rounds: a step of each size per round, each round
+    starting one size later), pooled per size; a size whose nba serve died
+    says so."""
+    p = bench.profile
+    measures = {name: m for name, (_, m) in sized.items()}
+    taken = in_rounds(measures, rate, max(1, p.half_rounds), p.half_s, p.half_warmup_s,
+                      order=rotated(list(measures)), after=after)
+    out = {}
+    for name, (serve, _) in sized.items():
+        s = out[name] = pooled_size(taken[name])
+        if not serve.alive():
+            s["error"] = f"nba serve exited:\n{serve.tail()}"
+    return out
+
+
+def retire_sizes(bench, sized: Sized) -> None:
+    for serve, m in sized.values():
+        bench.retire(serve, m.gen)
+
+
 def run(bench, sizes: tuple[int, ...], rate: float) -> dict:
     """One `nba serve` per catalog size, all started at once on the bench's
-    Redis and pinned to the server's core; then the sizes at `rate` in
-    rounds (measure.in_rounds: a step of each size per round, each round
-    starting one size later), pooled per size."""
+    Redis and pinned to the server's core; then `measure_sizes`."""
     from decision.catalog import load_catalog
 
     p = bench.profile
@@ -156,8 +179,8 @@ def run(bench, sizes: tuple[int, ...], rate: float) -> dict:
     out: dict = {"rate_rps": rate, "placement": PLACEMENT, "rounds": rounds, "sizes": []}
     bench.log(f"candidates sweep: {', '.join(map(str, sizes))} candidates at {rate:g} requests/s"
               + (f", {rounds} rounds" if rounds > 1 else ""))
-    started: dict[str, tuple] = {}  # name -> (size, catalog path, its version, server)
-    measures: dict[str, Measure] = {}
+    started: dict[str, tuple] = {}  # name -> (size, catalog path, its version)
+    sized: Sized = {}
     try:
         for k, n in enumerate(sizes):
             path = bench.tmp / f"catalog-{n}-candidates.yaml"
@@ -173,9 +196,9 @@ def run(bench, sizes: tuple[int, ...], rate: float) -> dict:
                                                                     first=k * count), channels=bench.channels),
                                   bench.layout.generators)
             name = f"{n} cand"
-            started[name] = (n, path, load_catalog(path).version, serve)
-            measures[name] = Measure(name, gen, serve.pid, bench.redis_pid, p, bench.log, serve.metrics_port)
-        allowed: dict[str, list[int]] = {name: [] for name in measures}
+            started[name] = (n, path, load_catalog(path).version)
+            sized[name] = (serve, Measure(name, gen, serve.pid, bench.redis_pid, p, bench.log, serve.metrics_port))
+        allowed: dict[str, list[int]] = {name: [] for name in sized}
 
         def reached_policy(name: str) -> None:
             # How many reached the policy: the allowed actions of this size's decisions just logged.
@@ -183,17 +206,11 @@ def run(bench, sizes: tuple[int, ...], rate: float) -> dict:
             allowed[name] += [len(r.actions) for r in redisops.recent_decisions(bench.redis.url, PLACEMENT, 500)
                               if r.catalog_version == version and not r.fallback]
 
-        taken = in_rounds(measures, rate, rounds, p.half_s, p.half_warmup_s, order=rotated(list(measures)),
-                          after=reached_policy)
-        for name, m in measures.items():
-            n, path, _, serve = started[name]
-            s = pooled_size(taken[name])
+        for name, s in measure_sizes(bench, sized, rate, after=reached_policy).items():
+            n, path, _ = started[name]
             s.update(candidates=n, catalog=str(path),
                      allowed_mean=sum(allowed[name]) / len(allowed[name]) if allowed[name] else None)
-            if not serve.alive():
-                s["error"] = f"nba serve exited:\n{serve.tail()}"
             out["sizes"].append(s)
     finally:
-        for name, m in measures.items():
-            bench.retire(started[name][3], m.gen)
+        retire_sizes(bench, sized)
     return out

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from decision.bench import candidates, population, procs, redisops
 from decision.bench.loadgen import Target
-from decision.bench.measure import Measure, in_rounds, pooled_size, rotated
+from decision.bench.measure import Measure
 
 CANDIDATES = 20
 
@@ -41,8 +41,8 @@ def run(bench, sizes: tuple[int, ...], rate: float) -> dict:
                  "sizes": []}
     bench.log(f"profiles sweep: {', '.join(f'{n:,}' for n in sizes)} people at {rate:g} requests/s"
               + (f", {rounds} rounds" if rounds > 1 else ""))
-    started: dict[str, tuple] = {}  # name -> (size, its Redis, what loading it took, its nba serve)
-    measures: dict[str, Measure] = {}
+    started: dict[str, tuple] = {}  # name -> (size, its Redis, what loading it took)
+    sized: candidates.Sized = {}
     redises = []
     try:
         for n in sizes:
@@ -65,21 +65,16 @@ def run(bench, sizes: tuple[int, ...], rate: float) -> dict:
                                          population.decide_requests(candidates.PLACEMENT, n, bench.seed, count),
                                          channels=bench.channels), bench.layout.generators)
             name = f"{_short(n)} ppl"
-            started[name] = (n, redis, load, serve)
-            measures[name] = Measure(name, gen, serve.pid, redis.process.pid if redis.process else None, p,
-                                     bench.log, serve.metrics_port)
-        taken = in_rounds(measures, rate, rounds, p.half_s, p.half_warmup_s, order=rotated(list(measures)))
-        for name in measures:
-            n, redis, load, serve = started[name]
-            s = pooled_size(taken[name])
+            started[name] = (n, redis, load)
+            sized[name] = (serve, Measure(name, gen, serve.pid, redis.process.pid if redis.process else None, p,
+                                          bench.log, serve.metrics_port))
+        for name, s in candidates.measure_sizes(bench, sized, rate).items():
+            n, redis, load = started[name]
             s.update(profiles=n, load=load, bytes_per_profile=load["bytes_per_profile"],
                      used_memory=redisops.used_memory(redis.url))
-            if not serve.alive():
-                s["error"] = f"nba serve exited:\n{serve.tail()}"
             out["sizes"].append(s)
     finally:
-        for name, m in measures.items():
-            bench.retire(started[name][3], m.gen)
+        candidates.retire_sizes(bench, sized)
         for redis, data_dir in redises:
             redis.stop()
             if not bench.keep_files:
