@@ -107,6 +107,17 @@ def test_a_phase_that_broke_or_a_bare_result_gives_no_chart_and_no_error(tmp_pat
     assert plot.write([{"schema": "nba-bench/1"}], tmp_path / "b") == []
 
 
+def test_latency_shows_the_decides_inside_the_service_when_measured(tmp_path) -> None:
+    result = copy.deepcopy(RESULT)
+    for step, inside in zip(result["decide"]["steps"], (1.1, 0.9)):  # the last step has no histogram reading
+        step["pipeline_ms"] = {"count": 100, "p50": inside, "p99": 2 * inside}
+    root = ET.parse(plot.write([result], tmp_path)[0]).getroot()
+    tips = ["".join(c.itertext()) for c in root.iter(f"{SVG}circle") if c.find(f"{SVG}title") is not None]
+    assert "Decide p50 inside nba serve: 1.1 at 100" in tips and "Decide p50 inside nba serve: 0.9 at 160" in tips
+    assert len(root.findall(f"{SVG}polyline")) == 5
+    assert "Decide p50 inside nba serve" not in _texts(plot.write([RESULT], tmp_path / "without")[0])
+
+
 def test_latency_with_echo_alone(tmp_path) -> None:
     result = {k: v for k, v in RESULT.items() if k not in ("decide", "half_rate")}
     texts = _texts(plot.write([result], tmp_path)[0])

@@ -254,6 +254,10 @@ def latency_chart(results: Sequence[dict]) -> Chart | None:
         if phase is None:
             continue
         series += _latency(phase.get("steps") or [], lambda s: s["offered_rps"], name, color)
+        inside = _points([s for s in phase.get("steps") or [] if s.get("pipeline_ms")], lambda s: s["offered_rps"],
+                         lambda s: s["pipeline_ms"]["p50"])
+        if inside:  # the service's own histogram: the part of a Decide spent in its pipeline
+            series.append(Series(f"{name} p50 inside nba serve", inside, GREEN))
         if phase.get("max_rps"):
             marks.append(Mark(phase["max_rps"], f"{name} max {phase['max_rps']:,}/s", color))
     half = _phase(r, "half_rate")
