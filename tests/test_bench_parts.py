@@ -271,3 +271,27 @@ def test_pool_adds_up_the_pipeline_histograms_of_its_steps() -> None:
     assert s["pipeline_ms"]["count"] == 20
     assert s["pipeline_ms"]["buckets"] == [[0.001, 10], ["+Inf", 20]]
     assert s["pipeline_ms"]["p50"] == pytest.approx(1.0)
+
+
+def test_the_service_histograms_are_read_by_metric_and_stage() -> None:
+    from decision.bench.measure import parse_service_histograms, service_figures
+
+    def body(n: int) -> str:
+        return "\n".join([
+            "# TYPE nba_decide_duration_seconds histogram",
+            f'nba_decide_duration_seconds_bucket{{le="0.001",placement="a"}} {n}.0',
+            f'nba_decide_duration_seconds_bucket{{le="+Inf",placement="a"}} {n}.0',
+            f'nba_decide_duration_seconds_bucket{{le="0.001",placement="b"}} {n}.0',
+            f'nba_decide_duration_seconds_bucket{{le="+Inf",placement="b"}} {2 * n}.0',
+            f'nba_decide_duration_seconds_count{{placement="a"}} {n}.0',
+            f'nba_stage_duration_seconds_bucket{{le="0.0001",stage="policy"}} {n}.0',
+            f'nba_stage_duration_seconds_bucket{{le="+Inf",stage="policy"}} {n}.0',
+            'nba_decisions_total{placement="a"} 3.0'])
+
+    first = parse_service_histograms(body(2))
+    assert first == {"decide": {0.001: 4.0, float("inf"): 6.0}, "stage:policy": {0.0001: 2.0, float("inf"): 2.0}}
+    got = service_figures({}, parse_service_histograms(body(5)))  # {}: read before the first decision
+    assert got["pipeline_ms"]["count"] == 15 and got["stages_ms"]["policy"]["count"] == 5
+    got = service_figures(first, parse_service_histograms(body(5)))
+    assert got["pipeline_ms"]["count"] == 9 and got["pipeline_ms"]["p50"] == pytest.approx(0.75)  # 4.5th of 6 below 1 ms
+    assert service_figures(None, first) == {}

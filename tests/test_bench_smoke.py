@@ -72,6 +72,10 @@ def test_floors_and_decide(smoke) -> None:
     assert "pipeline_ms" not in half["echo"]
     assert all(r["pipeline_p99_ms"] > 0 for r in half["rounds"])
     assert "Decide inside nba serve" in proc.stdout
+    stages = half["decide"]["stages_ms"]  # sampled: one decision in 8
+    assert {"identity", "eligibility", "policy", "commit"} <= set(stages)
+    assert all(st["count"] > 0 and st["p50"] > 0 for st in stages.values())
+    assert "inside, by stage" in proc.stdout
 
 
 def test_reward(smoke) -> None:

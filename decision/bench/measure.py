@@ -65,30 +65,60 @@ def sustained(s: dict, best: dict[str, float] | None) -> tuple[bool, str]:
 
 
 # The service's own Decide latency (decision/metrics.py): from the request's
-# arrival in the handler to its answer, without gRPC's transport and queues.
-_PIPELINE_BUCKET = re.compile(r'^nba_decide_duration_seconds_bucket\{(?:[^}]*,)?le="([^"]+)"[^}]*\} (\S+)$', re.M)
+# arrival in the handler to its answer, without gRPC's transport and queues;
+# and each stage's (sampled: one decision in STAGE_SAMPLE).
+_SERVICE_BUCKET = re.compile(
+    r'^nba_(decide|stage)_duration_seconds_bucket\{([^}]*)\} (\S+)$', re.M)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
-def pipeline_histogram(metrics_port: int) -> dict[float, float] | None:
-    """The service's Decide duration histogram, cumulative counts by upper
-    bound (seconds) summed over placements; None when it cannot be read."""
+def service_histograms(metrics_port: int) -> dict[str, dict[float, float]] | None:
+    """The service's Decide duration histogram ("decide", summed over
+    placements) and each stage's ("stage:<name>"): cumulative counts by
+    upper bound in seconds; none of them before its first decision. None
+    when /metrics cannot be read."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
-            body = r.read().decode()
+            return parse_service_histograms(r.read().decode())
     except OSError:
         return None
-    counts: dict[float, float] = {}
-    for le, n in _PIPELINE_BUCKET.findall(body):
+
+
+def parse_service_histograms(body: str) -> dict[str, dict[float, float]]:
+    """service_histograms from a Prometheus text body."""
+    out: dict[str, dict[float, float]] = {}
+    for metric, labels, n in _SERVICE_BUCKET.findall(body):
+        label = dict(_LABEL.findall(labels))
+        le = label.get("le")
+        if le is None:
+            continue
+        key = "decide" if metric == "decide" else f"stage:{label.get('stage', '?')}"
         bound = math.inf if le == "+Inf" else float(le)
+        counts = out.setdefault(key, {})
         counts[bound] = counts.get(bound, 0.0) + float(n)
-    return counts or None
+    return out
+
+
+def service_figures(before: dict | None, after: dict | None) -> dict:
+    """The step's Decides inside the service (`pipeline_ms`) and by stage
+    (`stages_ms`, stage -> figures), from two readings of its histograms."""
+    if before is None or after is None:
+        return {}
+    out: dict = {"pipeline_ms": pipeline_figures(before.get("decide", {}), after.get("decide"))}
+    stages = {key.split(":", 1)[1]: pipeline_figures(before.get(key, {}), after[key])
+              for key in after if key.startswith("stage:")}
+    stages = {k: v for k, v in stages.items() if v}
+    if stages:
+        out["stages_ms"] = stages
+    return out
 
 
 def pipeline_figures(before: dict[float, float] | None, after: dict[float, float] | None) -> dict | None:
     """The decisions between two readings of the histogram: their count,
     p50 and p99 (ms), and the cumulative counts by bound (`buckets`, for
-    pooling steps; the last bound "+Inf"). None without both readings."""
-    if not before or not after:
+    pooling steps; the last bound "+Inf"). `before` empty: nothing counted
+    yet. None without both readings or without a decision between them."""
+    if before is None or not after:
         return None
     bounds = sorted(after)
     return pipeline_summary([[b, after[b] - before.get(b, 0.0)] for b in bounds])
@@ -144,7 +174,7 @@ class Measure:
     def step(self, rate: float, duration_s: float, warmup_s: float, label: str = "") -> tuple[dict, StepSamples]:
         p = self.profile
         step = Step(rate=float(rate), duration_s=duration_s, warmup_s=warmup_s, timeout_s=p.timeout_s)
-        hist0 = pipeline_histogram(self.metrics_port) if self.metrics_port else None
+        hist0 = service_histograms(self.metrics_port) if self.metrics_port else None
         waited, idle = self.quiesce()
         gens = [procs.cpu_seconds(pid) for pid in self.gen.pids]
         (busy0, steal0), me0 = procs.system_cpu(), time.process_time()
@@ -167,7 +197,7 @@ class Measure:
         s["generator_cpu_util"] = s["generator_cpu_s"] / s["wall_s"] / max(1, s["generator_workers"])
         s["quiesce_wait_s"], s["idle_before"] = waited, idle
         if self.metrics_port:  # read after the step's figures: the scrape's CPU is not the step's
-            s["pipeline_ms"] = pipeline_figures(hist0, pipeline_histogram(self.metrics_port))
+            s.update(service_figures(hist0, service_histograms(self.metrics_port)))
         self.log(report.step_line(self.name, s) + label)
         time.sleep(p.cooldown_s)
         return s, samples
@@ -295,13 +325,24 @@ def pool(taken: Taken) -> tuple[dict, StepSamples]:
     s["quiesce_wait_s"] = sum(t.get("quiesce_wait_s", 0.0) for t, _ in taken)
     s["idle_before"] = all(t.get("idle_before", True) for t, _ in taken)
     s["rounds"] = len(taken)
-    pipes = [t.get("pipeline_ms") for t, _ in taken]
-    if pipes and all(p and p.get("buckets") for p in pipes):
-        bounds = [b for b, _ in pipes[0]["buckets"]]
-        if all([b for b, _ in p["buckets"]] == bounds for p in pipes):
-            s["pipeline_ms"] = pipeline_summary([[b, sum(p["buckets"][k][1] for p in pipes)]
-                                                 for k, b in enumerate(bounds)])
+    inside = _pooled_histogram([t.get("pipeline_ms") for t, _ in taken])
+    if inside:
+        s["pipeline_ms"] = inside
+    stages = {name: _pooled_histogram([(t.get("stages_ms") or {}).get(name) for t, _ in taken])
+              for name in (taken[0][0].get("stages_ms") or {})}
+    if stages and all(stages.values()):
+        s["stages_ms"] = stages
     return s, merged
+
+
+def _pooled_histogram(parts: list[dict | None]) -> dict | None:
+    """One histogram's figures over several steps: their buckets added up."""
+    if not parts or not all(p and p.get("buckets") for p in parts):
+        return None
+    bounds = [b for b, _ in parts[0]["buckets"]]
+    if any([b for b, _ in p["buckets"]] != bounds for p in parts):
+        return None
+    return pipeline_summary([[b, sum(p["buckets"][k][1] for p in parts)] for k, b in enumerate(bounds)])
 
 
 def pooled_size(taken: Taken) -> dict:

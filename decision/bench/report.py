@@ -457,6 +457,10 @@ def render(result: dict) -> str:
         if inside:
             lines.append("  (inside nba serve: its own Decide histogram, from the handler's start to its answer, without "
                          "gRPC's transport and queues; to within a bucket, 0.5-1 ms)")
+        stages = _get(h, "decide", "stages_ms")
+        if stages:
+            lines.append("  inside, by stage (p50 / p99 ms, from the stage histograms: one decision in 8): " + ", ".join(
+                f"{name} {_f(st.get('p50'))} / {_f(st.get('p99'))}" for name, st in stages.items()))
         rounds = h.get("rounds") or []
         if len(rounds) > 1:
             lines.append(f"  pooled over {len(rounds)} rounds (echo, Redis read, Decide, each in turn); each round "
