@@ -67,8 +67,7 @@ def sustained(s: dict, best: dict[str, float] | None) -> tuple[bool, str]:
 # The service's own Decide latency (decision/metrics.py): from the request's
 # arrival in the handler to its answer, without gRPC's transport and queues;
 # and each stage's (sampled: one decision in STAGE_SAMPLE).
-_SERVICE_BUCKET = re.compile(
-    r'^nba_(decide|stage)_duration_seconds_bucket\{([^}]*)\} (\S+)$', re.M)
+_SERVICE_BUCKET = re.compile(r'^nba_(decide|stage)_duration_seconds_bucket\{([^}]*)\} (\S+)$', re.M)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -154,9 +153,9 @@ class Measure:
     supervisor and its workers); their CPU time is added up. `profile`: the
     run's Profile (decision/bench/run.py): durations, time-outs, cool-down.
     `metrics_port`: an `nba serve`'s Prometheus endpoint; each step then
-    also reports the service's own Decide latency (`pipeline_ms`, from its
-    histogram), which tells a tail made in the pipeline from one made in
-    gRPC, the kernel or the host."""
+    also reports the service's own Decide latency and its stages'
+    (`pipeline_ms`, `stages_ms`, from its histograms), which tells a tail
+    made in the pipeline from one made in gRPC, the kernel or the host."""
 
     def __init__(self, name: str, gen: LoadGenerator, server_pid: int | Sequence[int] | None,
                  redis_pid: int | None, profile, log=print, metrics_port: int = 0) -> None:
