@@ -146,14 +146,18 @@ def requests_needed(rate: float, profile, rounds: int = 1) -> int:
 Sized = dict[str, tuple[procs.Child, Measure]]  # a sweep's sizes by name: each its nba serve and its measure
 
 
+def sweep_rounds(profile) -> int:
+    """Rounds of a sweep: as many as the half-rate phase's."""
+    return max(1, profile.half_rounds)
+
+
 def measure_sizes(bench, sized: Sized, rate: float, after=None) -> dict[str, dict]:
-    """A sweep's sizes at `rate` in rounds (as many as the half-rate
-    phase's; measure.in_rounds: a step of each size per round, each round
-    starting one size later), pooled per size; a size whose nba serve died
-    says so."""
+    """A sweep's sizes at `rate` in rounds (measure.in_rounds: a step of
+    each size per round, each round starting one size later), pooled per
+    size; a size whose nba serve died says so."""
     p = bench.profile
     measures = {name: m for name, (_, m) in sized.items()}
-    taken = in_rounds(measures, rate, max(1, p.half_rounds), p.half_s, p.half_warmup_s,
+    taken = in_rounds(measures, rate, sweep_rounds(p), p.half_s, p.half_warmup_s,
                       order=rotated(list(measures)), after=after)
     out = {}
     for name, (serve, _) in sized.items():
@@ -174,7 +178,7 @@ def run(bench, sizes: tuple[int, ...], rate: float) -> dict:
     from decision.catalog import load_catalog
 
     p = bench.profile
-    rounds = max(1, p.half_rounds)
+    rounds = sweep_rounds(p)
     count = requests_needed(rate, p, rounds)
     out: dict = {"rate_rps": rate, "placement": PLACEMENT, "rounds": rounds, "sizes": []}
     bench.log(f"candidates sweep: {', '.join(map(str, sizes))} candidates at {rate:g} requests/s"

@@ -329,7 +329,8 @@ def pool(taken: Taken) -> tuple[dict, StepSamples]:
         s["pipeline_ms"] = inside
     stages = {name: _pooled_histogram([(t.get("stages_ms") or {}).get(name) for t, _ in taken])
               for name in (taken[0][0].get("stages_ms") or {})}
-    if stages and all(stages.values()):
+    stages = {name: v for name, v in stages.items() if v}  # a stage every step saw
+    if stages:
         s["stages_ms"] = stages
     return s, merged
 

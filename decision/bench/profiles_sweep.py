@@ -33,7 +33,7 @@ CANDIDATES = 20
 
 def run(bench, sizes: tuple[int, ...], rate: float) -> dict:
     p = bench.profile
-    rounds = max(1, p.half_rounds)
+    rounds = candidates.sweep_rounds(p)
     catalog = bench.tmp / f"catalog-{CANDIDATES}-candidates-profiles.yaml"
     catalog.write_text(candidates.catalog_text(CANDIDATES))
     count = candidates.requests_needed(rate, p, rounds)

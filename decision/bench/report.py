@@ -499,12 +499,12 @@ def _lat_cells(s: dict) -> list[str]:
 
 
 def _rounds_note(sec: dict) -> str:
-    n = int(sec.get("rounds") or 1)
+    n = _rounds(sec)
     return f"; {n} rounds, each a step of every size, pooled" if n > 1 else ""
 
 
 def _parts_title(sec: dict) -> str:
-    return "p99 per round" if int(sec.get("rounds") or 1) > 1 else "p99 halves"
+    return "p99 per round" if _rounds(sec) > 1 else "p99 halves"
 
 
 def _phase_sections(result: dict) -> list[str]:
@@ -549,7 +549,7 @@ def _phase_sections(result: dict) -> list[str]:
                          "inside p99", "errors", "fallback", "cpu us/req", "verdict"], rows)
     sec = _ran(result, "profiles_sweep")
     if sec is not None and sec.get("sizes"):
-        how = ("a Redis and an nba serve per size" + _rounds_note(sec) if int(sec.get("rounds") or 1) > 1
+        how = ("a Redis and an nba serve per size" + _rounds_note(sec) if _rounds(sec) > 1
                else "people added to a second Redis between steps")
         lines += ["", f"Profiles sweep - Decide at {_f(sec['rate_rps'], 0)} rps ({sec['candidates']} candidates), "
                       f"{how} (latency in ms):"]
