@@ -437,10 +437,15 @@ async def test_served_commit_counts_the_exposure_even_past_a_limit_and_says_so(r
     # without the lease (expired before the script ran): status 2
     status, _ = await commit_served(redis, situation(cat, now=NOW + 1), [cand("o", "web")], "late")[0]
     assert int(status) == 2
+    # another decision's lease by then: status 2 too, counted, and that lease left to its holder
+    assert await _leased(redis, "pid:1", "B")
+    status, _ = await commit_served(redis, situation(cat, now=NOW + 2), [cand("o", "web")], "later")[0]
+    assert int(status) == 2 and await redis.get(keys.lease("pid:1")) in ("B", b"B")
+    await redis.delete(keys.lease("pid:1"))
     # sent twice (the spool's replay), counted once
     again = commit_served(redis, situation(cat), [cand("o", "web")], "A")[0]
     await again
-    assert len(await _members(redis, "pid:1")) == 3
+    assert len(await _members(redis, "pid:1")) == 4
 
 
 async def test_release_lease_only_releases_its_own(redis):

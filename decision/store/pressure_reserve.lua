@@ -44,16 +44,12 @@ local n = tonumber(ARGV[5])
 
 local holder = redis.call('GET', lkey)
 local status = 0
-if holder and holder ~= decision then
-  if not served then
-    return {1, {redis.call('PTTL', lkey)}}
-  end
-  status = 2
-elseif not holder and served then
-  status = 2
-end
 if holder == decision then
   redis.call('DEL', lkey)
+elseif served then
+  status = 2  -- the lease expired, or another decision took it since
+elseif holder then
+  return {1, {redis.call('PTTL', lkey)}}
 end
 
 redis.call('ZREMRANGEBYSCORE', xkey, '-inf', '(' .. (now - horizon))
