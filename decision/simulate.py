@@ -439,7 +439,10 @@ async def _learn(app, catalog_path: Path, Learner, LearnerConfig, seed: int) -> 
     in effect: it resumes from its checkpoint)."""
     learner = Learner(app.redis, LearnerConfig(catalog=catalog_path, clock="event", lateness_s=0.0,
                                                snapshot_every=1_000_000, snapshot_seconds=1e9, seed=seed))
-    counts = await learner.run(once=True)
+    try:
+        counts = await learner.run(once=True)
+    finally:
+        learner.shutdown()
     return dict(counts)
 
 

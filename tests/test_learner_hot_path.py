@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from bandits.policy import unpack
+from bandits.registry import make_policy
 from decision.learning.examples import LoggedDecision, item_examples
 from decision.learning.learner import load_learner_catalog
 from decision.records import DecisionRecord
@@ -56,7 +57,7 @@ async def test_the_learners_model_is_the_one_item_examples_describe(redis):
     # as the learner reads them: through the JSON (its sorted keys put the context namespaces in another
     # order than the dicts above, and VW's text follows the order)
     by_id = {r.decision_id: DecisionRecord.from_json(r.to_json()) for r in records if isinstance(r, DecisionRecord)}
-    by_hand = learner.trainer.new_policy(m.config, m.reward_range)
+    by_hand = make_policy(m.config.kind, m.config.name, m.config.params, reward_range=m.reward_range, seed=0)
     slates = 0
     for did in joins.order:  # the learner's order; both arms train the champion (learn_from: own)
         record = LoggedDecision.of(by_id[did], learner.tables)

@@ -42,6 +42,9 @@ def add_parsers(sub, redis_args: argparse.ArgumentParser) -> None:
     ln.add_argument("--seed", type=int, default=0, help="VW seed of new models")
     ln.add_argument("--reset", action="store_true",
                     help="drop the checkpoint and consumer groups: retrain new lineages from the streams' start")
+    ln.add_argument("--train-process", choices=("auto", "on", "off"), default="auto",
+                    help="VW learns in a process of its own, overlapping the reading and joining "
+                         "(auto: with 2 cores or more)")
     ln.add_argument("--bench", action="store_true",
                     help="measure joined examples/s on synthetic logs in a private server, then exit")
     ln.add_argument("--bench-decisions", type=int, default=20_000)
@@ -90,7 +93,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
     if args.bench:
         from decision.learning.bench import run_bench
 
-        return run_bench(decisions=args.bench_decisions, actions=args.bench_actions)
+        return run_bench(decisions=args.bench_decisions, actions=args.bench_actions,
+                         train_process=args.train_process)
 
     from decision.learning.learner import Learner, LearnerBusy, LearnerConfig, load_learner_catalog, tune_gc
 
@@ -105,7 +109,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     config = LearnerConfig(catalog=path, snapshot_every=args.snapshot_every, snapshot_seconds=args.snapshot_seconds,
                            clock=args.clock, lateness_s=args.lateness, batch=args.batch,
                            keep_versions=max(1, args.keep_versions), learn_from=args.learn_from, seed=args.seed,
-                           reset=args.reset)
+                           reset=args.reset, train_process=args.train_process)
 
     tune_gc()
 
@@ -119,11 +123,13 @@ def cmd_learn(args: argparse.Namespace) -> int:
             started = time.monotonic()
             try:
                 counters = await learner.run(once=args.once, stop=stop)
+                status = learner.status()
             except LearnerBusy as e:
                 print(f"nba: {e}", file=sys.stderr)
                 return 1
+            finally:
+                learner.shutdown()
             elapsed = time.monotonic() - started
-            status = learner.status()
             print(f"learned {counters['examples']:,} example(s) from {counters['joined']:,} joined decision(s) "
                   f"in {elapsed:.1f}s; {status['pending']:,} decision(s) wait for their window "
                   f"(watermark {_when(status['watermark_ms'])})")

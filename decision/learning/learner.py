@@ -40,6 +40,7 @@ import logging
 import os
 import socket
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,11 +55,12 @@ from bandits.registry import KINDS, validate_params
 from decision.catalog import Catalog, load_catalog
 from decision.errors import CatalogError
 from decision.feature_tables import FeatureTables, MissingFeatureTable
-from decision.learning import join
+from decision.learning import join, trainproc
 from decision.learning.apprentice import Judge
 from decision.learning.examples import decode_decision, decode_reward
 from decision.learning.join import Joined, Joiner
 from decision.learning.trainer import Interval, Model, Trainer
+from decision.learning.trainproc import TrainProcess
 from decision.store import keys
 from decision.store.models import (
     CHECKPOINT,
@@ -75,6 +77,7 @@ _FORGOTTEN_OVERLAP_MS = 10 * 60_000
 CHECKPOINT_VERSION = 1
 _YIELD_EVERY = 100  # trained decisions between chances for the read of the next batch to progress
 CLOCKS = ("event", "real")
+TRAIN_PROCESS = ("auto", "on", "off")
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
@@ -112,10 +115,14 @@ class LearnerConfig:
     reset: bool = False  # forget the checkpoint and the groups: retrain from the streams' start
     decision_stream: str = keys.DECISION_STREAM
     reward_stream: str = keys.REWARD_STREAM
+    # VW learns in a process of its own (decision/learning/trainproc.py): "auto" = with 2 cores or more
+    train_process: str = "auto"
 
     def __post_init__(self) -> None:
         if self.clock not in CLOCKS:
             raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
+        if self.train_process not in TRAIN_PROCESS:
+            raise ValueError(f"train_process must be one of {', '.join(TRAIN_PROCESS)}, got {self.train_process!r}")
         if self.snapshot_every < 1 or self.snapshot_seconds <= 0 or self.batch < 1:
             raise ValueError("snapshot_every, snapshot_seconds and batch must be positive")
 
@@ -137,7 +144,11 @@ class Learner:
         self._catalog_mtime = _mtime(config.catalog)
         # action features of records v2, one table per catalog version (decision/feature_tables.py)
         self.tables = FeatureTables(redis, self.catalog)
-        self.trainer = Trainer(self.catalog, seed=config.seed, learn_from=config.learn_from, tables=self.tables)
+        self.process = TrainProcess() if trainproc.wanted(config.train_process) else None
+        if self.process is not None:
+            weakref.finalize(self, self.process.close)
+        self.trainer = Trainer(self.catalog, seed=config.seed, learn_from=config.learn_from, tables=self.tables,
+                               process=self.process)
         self.joiner = Joiner()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.counters: Counter[str] = Counter()
@@ -269,6 +280,13 @@ class Learner:
     async def close(self) -> None:
         await self.checkpoint()
         await self._release_lock()
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the training process, if any (after the last checkpoint: what
+        it learned since is dropped, as a crash would drop it)."""
+        if self.process is not None:
+            self.process.close()
 
     # -- one round ---------------------------------------------------------------
 
@@ -477,6 +495,10 @@ class Learner:
         Returns the (model, version) pairs published."""
         if not self._joined_since and not self._covered_decisions:
             return []
+        if self.process is not None:
+            t0 = time.perf_counter()
+            self.process.sync()  # everything sent is learned and judged, or what failed is raised here
+            self.timings["train_wait"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         now = self.wall_ms()
         snapshots: list[tuple[Model, VersionInfo]] = []

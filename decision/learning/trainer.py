@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from decision.learning.examples import (
     refused_at_commit,
 )
 from decision.learning.join import Joined
+from decision.learning.trainproc import TrainProcess
 
 log = logging.getLogger("nba.learner")
 
@@ -127,8 +128,9 @@ class Model:
 
 class Trainer:
     def __init__(self, catalog: Catalog, *, seed: int = 0, learn_from: str | None = None,
-                 tables: FeatureTables | None = None) -> None:
+                 tables: FeatureTables | None = None, process: TrainProcess | None = None) -> None:
         self.seed = seed
+        self.process = process  # where the models live and learn (None: here)
         self.learn_from = learn_from
         self.catalog = catalog
         # the resolver whose interned Actions the learner's records hold
@@ -157,11 +159,18 @@ class Trainer:
         fp = fingerprint(cfg, reward_range)
         known = self._learns_cache.get(fp)
         if known is None:
-            known = self._learns_cache[fp] = bool(self.new_policy(cfg, reward_range).learns)
+            known = self._learns_cache[fp] = bool(self._local_policy(cfg, reward_range).learns)
         return known
 
-    def new_policy(self, cfg: PolicyConfig, reward_range: tuple[float, float]) -> Policy:
+    def _local_policy(self, cfg: PolicyConfig, reward_range: tuple[float, float]) -> Policy:
         return make_policy(cfg.kind, cfg.name, cfg.params, reward_range=reward_range, seed=self.seed)
+
+    def new_policy(self, cfg: PolicyConfig, reward_range: tuple[float, float]) -> Policy:
+        """A fresh policy: in the training process when there is one (only
+        policies that learn become models)."""
+        if self.process is not None:
+            return self.process.new(cfg.kind, cfg.name, cfg.params, reward_range, self.seed)
+        return self._local_policy(cfg, reward_range)
 
     def set_catalog(self, catalog: Catalog) -> tuple[list[Model], list[Model]]:
         """Adopt a catalog. Returns (models that start fresh, models dropped).
@@ -277,8 +286,12 @@ class Trainer:
                 if m.arm == record.arm:
                     m.judge.observe_baseline(r1)
                 if full_support(record):
-                    pi = float(m.policy.rank(context, actions).probabilities[chosen])
-                    m.judge.observe_learned(pi / probability, r1)
+                    later = getattr(m.policy, "judge", None)
+                    if later is not None:  # in the training process, before it learns this decision
+                        later(context, actions, chosen, _observe(m.judge, probability, r1))
+                    else:
+                        pi = float(m.policy.rank(context, actions).probabilities[chosen])
+                        m.judge.observe_learned(pi / probability, r1)
 
         trained = 0
         n = len(examples)
@@ -301,9 +314,14 @@ class Trainer:
 
     def load_snapshot(self, m: Model, data: bytes) -> None:
         """Continue from saved bytes (PolicyLoadError when they do not fit)."""
-        m.policy = load_compatible(data, m.config, m.reward_range)
+        policy = load_compatible(data, m.config, m.reward_range)
+        m.policy = self.process.load(data, policy) if self.process is not None else policy
 
     def reset(self, m: Model) -> None:
         m.policy = self.new_policy(m.config, m.reward_range)
         m.examples = 0
         m.version = 0
+
+
+def _observe(judge: Judge, probability: float, reward: float) -> Callable[[float], None]:
+    return lambda pi: judge.observe_learned(pi / probability, reward)
