@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,9 @@ def test_learner(smoke) -> None:
     assert "error" not in learner, learner.get("error")
     assert learner["joined"] == 500 and learner["per_s"] > 0 and learner["vw_only_per_s"] > 0
     assert "joined examples/s" in proc.stdout
+    if len(os.sched_getaffinity(0)) >= 2:  # the default learner has a training process; one process alongside
+        assert learner["train_process"] and learner["one_process"]["per_s"] > 0
+        assert "the learner and its training process" in proc.stdout and "the training process gains" in proc.stdout
 
 
 def test_every_target_row_has_figures(smoke) -> None:

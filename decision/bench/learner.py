@@ -3,11 +3,14 @@
 `python -m decision.learning.bench --decisions N --actions 20` (docs/
 LEARNING.md) writes N logged decisions of 20 actions each, about a third
 rewarded, to a private Redis, then times one learner reading, joining and
-training on all of them on one core. The bench runs it while nothing else
-of the bench runs, reads its figures from its output and reports joined
-examples per second against issue 7's target of 20,000/s; VW alone on the
-same examples is the reference of what the learner's Python costs on top.
-`small` and `full` run it three times and report the median run.
+training on all of them, as `nba learn` runs: with two cores, VW learns in
+a training process of its own (decision/learning/trainproc.py). The bench
+runs it while nothing else of the bench runs, reads its figures from its
+output and reports joined examples per second against issue 7's target of
+20,000/s; VW alone on the same examples is the reference of what the
+learner's Python costs on top, and the one-process learner (`--train-process
+off`, alternating with it) what the training process gains. `small` and
+`full` run each three times and report the median run.
 """
 
 from __future__ import annotations
@@ -72,17 +75,29 @@ def combine(runs: list[dict]) -> dict:
 
 
 def run(decisions: int, cpus: list[int] | None, timeout_s: float, log=print, runs: int = 1) -> dict:
-    """`runs` runs of the learner's benchmark, one after the other; the
-    figure is their median (`combine`). An error in any run is the result."""
+    """`runs` runs of the learner's benchmark as `nba learn` runs by default
+    (with two cores or more, VW in a training process of its own); the
+    figure is their median (`combine`). With two cores, as many runs of the
+    one-process learner (`--train-process off`), alternating with them, are
+    the reference ("one_process"). An error in any run is the result."""
     args = [sys.executable, "-m", "decision.learning.bench", "--decisions", str(decisions), "--actions", str(ACTIONS)]
-    log(f"learner: {' '.join(args[1:])}" + (f" ({runs} runs)" if runs > 1 else ""))
-    head = {"decisions": decisions, "actions": ACTIONS, "command": " ".join(args[1:])}
-    done = []
+    two = len(cpus if cpus else os.sched_getaffinity(0)) >= 2
+    modes = ("auto", "off") if two else ("auto",)
+    log(f"learner: {' '.join(args[1:])}" + (f" ({runs} runs" if runs > 1 else " (")
+        + (", alternating with --train-process off)" if two else ")"))
+    head = {"decisions": decisions, "actions": ACTIONS, "command": " ".join(args[1:]),
+            "train_process": two}
+    done: dict[str, list[dict]] = {mode: [] for mode in modes}
     for _ in range(runs):
-        one = _once(args, cpus, timeout_s)
-        if "error" in one:
-            return {**head, **one}
-        log(f"  {one['per_s']:,.0f} joined examples/s (VW alone: "
-            f"{one['vw_only_per_s']:,.0f}/s)" if one["vw_only_per_s"] else f"  {one['per_s']:,.0f} joined examples/s")
-        done.append(one)
-    return {**head, **combine(done)}
+        for mode in modes:
+            one = _once([*args, "--train-process", mode], cpus, timeout_s)
+            if "error" in one:
+                return {**head, **one}
+            log(f"  {'one process: ' if mode == 'off' else ''}{one['per_s']:,.0f} joined examples/s"
+                + (f" (VW alone: {one['vw_only_per_s']:,.0f}/s)" if one["vw_only_per_s"] else ""))
+            done[mode].append(one)
+    out = {**head, **combine(done["auto"])}
+    if two:
+        ref = combine(done["off"])
+        out["one_process"] = {"per_s": ref["per_s"], "runs": [r["per_s"] for r in ref["runs"]]}
+    return out

@@ -574,7 +574,8 @@ def _phase_sections(result: dict) -> list[str]:
         lines += [""] + _table(["processes", "max rps", "efficiency rate(N) / (N x rate(1))"], rows)
     sec = _ran(result, "learner")
     if sec is not None:
-        lines += ["", f"Learner - python {sec.get('command', '-m decision.learning.bench')} (one process):"]
+        where = "the learner and its training process" if sec.get("train_process") else "one process"
+        lines += ["", f"Learner - python {sec.get('command', '-m decision.learning.bench')} ({where}):"]
         if sec.get("per_s"):
             vw = f"; VW alone on the same examples: {sec['vw_only_per_s']:,.0f}/s" if sec.get("vw_only_per_s") else ""
             lines.append(f"  {sec['per_s']:,.0f} joined examples/s ({sec.get('joined', 0):,} in "
@@ -582,6 +583,11 @@ def _phase_sections(result: dict) -> list[str]:
             if len(sec.get("runs") or ()) > 1:
                 lines.append(f"  the median of {len(sec['runs'])} runs: "
                              + ", ".join(f"{r['per_s']:,.0f}" for r in sec["runs"]) + " joined examples/s")
+            one = sec.get("one_process")
+            if one and one.get("per_s"):
+                lines.append(f"  one process (--train-process off), median: {one['per_s']:,.0f} joined examples/s "
+                             f"({', '.join(f'{x:,.0f}' for x in one['runs'])}): the training process gains "
+                             f"{sec['per_s'] / one['per_s']:.2f}x")
         else:
             lines.append("  no figures")
     return lines

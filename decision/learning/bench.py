@@ -10,10 +10,13 @@ published to the server first (decision/feature_tables.py). Features are
 shaped like the service's: 8 user + 4 context features per decision; offer
 (5), content (2) and channel (1) features per action from the bench catalog
 through decision/features.py; the catalog's default interactions. About a
-third of the decisions get a reward. Then one learner (`--once`, one
-process, one core) reads both streams, decodes, joins, trains, snapshots and
-acknowledges everything; the figure is joined decisions (= examples: one
-item each) per second of that run, with the time per phase. For comparison
+third of the decisions get a reward. Then one learner (`--once`) reads both
+streams, decodes, joins, trains, snapshots and acknowledges everything; the
+figure is joined decisions (= examples: one item each) per second of that
+run, with the time per phase. `--train-process` as `nba learn`'s: with two
+cores or more (auto) VW learns in a training process of its own
+(decision/learning/trainproc.py), pinned with Redis to one core while the
+learner has the other; `off` is the one-process learner on one core. For comparison
 it also times VW alone on the same examples, from pre-built text (parse ->
 learn) and as the learner calls it (VWPolicy.learn_interned: shared text,
 the parsed actions reused -> learn), measures the memory a pending decision
@@ -88,20 +91,26 @@ def logs(n: int, actions: int, catalog_version: str, seed: int = 0) -> tuple[lis
     return decisions, rewards
 
 
-def _own_cores(server) -> None:
-    """With two cores or more, the learner (this process) and the Redis
-    server each get one of their own, as in production, so that the figure
-    is the learner's core and not a share of it."""
+def _own_cores(server, learner) -> None:
+    """With two cores or more, the learner gets them, not a share of them
+    with the rest of the machine: the one-process learner (this process) one
+    core and the Redis server the other; a learner with a training process
+    one core for that process (the slower side: VW) and the other for this
+    one and the Redis server (which answers a read per 1,000 entries here)."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2 or server.process is None:
         return
     from decision.bench.procs import pin_all_threads
 
-    pin_all_threads(server.process.pid, [cpus[-1]])
+    if learner.process is not None:
+        pin_all_threads(learner.process.process.pid, [cpus[-1]])
+        pin_all_threads(server.process.pid, [cpus[0]])
+    else:
+        pin_all_threads(server.process.pid, [cpus[-1]])
     os.sched_setaffinity(0, [cpus[0]])
 
 
-async def _bench(decisions: int, actions: int) -> dict:
+async def _bench(decisions: int, actions: int, train_process: str = "auto") -> dict:
     from decision.learning.learner import Learner, LearnerConfig, load_learner_catalog
     from decision.store.embedded import EmbeddedRedis
     from decision.store.redis_store import connect
@@ -110,7 +119,6 @@ async def _bench(decisions: int, actions: int) -> dict:
         catalog = Path(tmp) / "catalog.yaml"
         catalog.write_text(catalog_text(actions))
         server = await asyncio.to_thread(EmbeddedRedis(Path(tmp) / "redis", appendonly=False).start)
-        _own_cores(server)
         redis = connect(server.url, timeout_s=30)
         try:
             loaded = load_learner_catalog(catalog)
@@ -123,11 +131,21 @@ async def _bench(decisions: int, actions: int) -> dict:
                         pipe.xadd(stream, {"r": r})
                     await pipe.execute()
             learner = Learner(redis, LearnerConfig(catalog=catalog, lateness_s=0, snapshot_every=10_000,
-                                                   snapshot_seconds=3600, batch=1000))
+                                                   snapshot_seconds=3600, batch=1000, train_process=train_process))
+            _own_cores(server, learner)
             await learner.start()
+            from decision.bench.procs import cpu_seconds
+
+            train_on = learner.process is not None
+            train_pid = learner.process.process.pid if train_on else None
+            redis_pid = server.process.pid if server.process is not None else None
+            cpu0, train_cpu0, redis_cpu0 = time.process_time(), cpu_seconds(train_pid), cpu_seconds(redis_pid)
             t0 = time.perf_counter()
             await learner.run(once=True)
             elapsed = time.perf_counter() - t0
+            cpu = {"learner": time.process_time() - cpu0,
+                   "training": cpu_seconds(train_pid) - train_cpu0 if train_on else None,
+                   "redis": cpu_seconds(redis_pid) - redis_cpu0}
             counters, timings = learner.counters, learner.timings
             vw_only, vw_reused = _vw_only(learner, dec[:5000])
             pending_bytes = _pending_bytes(dec[:2000], learner.tables)
@@ -138,6 +156,7 @@ async def _bench(decisions: int, actions: int) -> dict:
     return {"decisions": decisions, "actions": actions, "elapsed_s": elapsed, "joined": counters["joined"],
             "examples": counters["examples"], "per_s": counters["joined"] / elapsed,
             "timings": dict(timings), "rewards_attached": counters["rewards_attached"],
+            "train_process": train_on, "cpu_s": cpu,
             "checkpoints": counters["checkpoints"], "vw_only_per_s": vw_only, "vw_reused_per_s": vw_reused,
             "pending_bytes": pending_bytes,
             "record_bytes": record_bytes}
@@ -149,14 +168,17 @@ def _vw_only(learner, rows: list[str]) -> tuple[float, float]:
     parsed actions reused: learn_interned, shared text and all)."""
     from decision.learning.examples import decode_decision, item_examples
 
+    from bandits.vw import VWPolicy
+
     m = next(iter(learner.trainer.models.values()))
+    policy = VWPolicy.load(m.policy.save())  # here, even when the learner's model is in its training process
     examples = [item_examples(decode_decision(raw, learner.tables))[0] for raw in rows]
-    texts = [m.policy.example(ex.context, ex.actions, ex.chosen, ex.probability, 0.0) for ex in examples]
+    texts = [policy.example(ex.context, ex.actions, ex.chosen, ex.probability, 0.0) for ex in examples]
     t0 = time.perf_counter()
     for text in texts:
-        m.policy.learn_text(text)
+        policy.learn_text(text)
     text_per_s = len(texts) / (time.perf_counter() - t0)
-    learn = m.policy.learn_interned
+    learn = policy.learn_interned
     t0 = time.perf_counter()
     for ex in examples:
         learn(ex.context, ex.actions, ex.chosen, ex.probability, 0.0)
@@ -189,19 +211,30 @@ def _record_bytes(rows: list[str], tables: FeatureTables) -> tuple[float, float]
     return v2, v1
 
 
-def run_bench(decisions: int = 20_000, actions: int = 20) -> int:
+def run_bench(decisions: int = 20_000, actions: int = 20, train_process: str = "auto") -> int:
     from decision.learning.learner import tune_gc
 
     tune_gc()  # as `nba learn` does
-    result = asyncio.run(_bench(decisions, actions))
+    result = asyncio.run(_bench(decisions, actions, train_process))
     t = result["timings"]
+    where = ("on two cores: the learner and its training process" if result["train_process"]
+             else "on one core: one process")
     print(f"learner: {result['joined']:,} joined decisions ({result['examples']:,} examples, {actions} actions each, "
           f"{result['rewards_attached']:,} rewards) in {result['elapsed_s']:.2f}s = "
-          f"{result['per_s']:,.0f} joined examples/s on one core")
+          f"{result['per_s']:,.0f} joined examples/s {where}")
     total = sum(t.values()) or 1.0
-    for phase in ("read", "decode_join", "train", "checkpoint"):
+    # with a training process, "train" is the learner's side (the text, the sends) and "train_wait" the
+    # checkpoints' wait for the training process to catch up
+    for phase in ("read", "decode_join", "train", "train_wait", "checkpoint"):
+        if phase == "train_wait" and not result["train_process"]:
+            continue
         print(f"  {phase:<12} {t.get(phase, 0.0):6.2f}s  {1e6 * t.get(phase, 0.0) / max(result['joined'], 1):6.1f} "
               f"us/example  {100 * t.get(phase, 0.0) / total:4.0f}%")
+    cpu = result["cpu_s"]
+    busy = f"learner {cpu['learner']:.2f}s ({cpu['learner'] / result['elapsed_s']:.0%} of the run)"
+    if cpu["training"] is not None:
+        busy += f", training process {cpu['training']:.2f}s ({cpu['training'] / result['elapsed_s']:.0%})"
+    print(f"CPU: {busy}, Redis {cpu['redis']:.2f}s ({cpu['redis'] / result['elapsed_s']:.0%})")
     print(f"VW alone (pre-built text -> parse -> learn): {result['vw_only_per_s']:,.0f} examples/s")
     print(f"VW as the learner calls it (shared text, parsed actions reused -> learn): "
           f"{result['vw_reused_per_s']:,.0f} examples/s")
@@ -216,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--decisions", type=int, default=20_000)
     p.add_argument("--actions", type=int, default=20)
+    p.add_argument("--train-process", choices=("auto", "on", "off"), default="auto")
     args = p.parse_args(argv)
-    return run_bench(args.decisions, args.actions)
+    return run_bench(args.decisions, args.actions, args.train_process)
 
 
 if __name__ == "__main__":
