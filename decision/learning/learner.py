@@ -60,7 +60,7 @@ from decision.learning.apprentice import Judge
 from decision.learning.examples import decode_decision, decode_reward
 from decision.learning.join import Joined, Joiner
 from decision.learning.trainer import Interval, Model, Trainer
-from decision.learning.trainproc import TrainProcess
+from decision.learning.trainproc import TrainProcess, TrainProcessError
 from decision.store import keys
 from decision.store.models import (
     CHECKPOINT,
@@ -144,7 +144,7 @@ class Learner:
         self._catalog_mtime = _mtime(config.catalog)
         # action features of records v2, one table per catalog version (decision/feature_tables.py)
         self.tables = FeatureTables(redis, self.catalog)
-        self.process = TrainProcess() if trainproc.wanted(config.train_process) else None
+        self.process = self._start_training_process() if trainproc.wanted(config.train_process) else None
         if self.process is not None:
             weakref.finalize(self, self.process.close)
         self.trainer = Trainer(self.catalog, seed=config.seed, learn_from=config.learn_from, tables=self.tables,
@@ -174,6 +174,18 @@ class Learner:
         self._release = redis.register_script(_RELEASE)
 
     # -- lifecycle ---------------------------------------------------------------
+
+    def _start_training_process(self) -> TrainProcess | None:
+        """The training process; with `auto`, None (VW learns here, as with
+        `off`) when it cannot start, e.g. with no writable temporary
+        directory for the fork server's socket."""
+        try:
+            return TrainProcess()
+        except (OSError, EOFError, TrainProcessError) as e:
+            if self.config.train_process == "on":
+                raise
+            log.warning("no training process (%s: %s); VW learns in the learner's process", type(e).__name__, e)
+            return None
 
     async def start(self) -> None:
         await self._acquire_lock()
@@ -206,8 +218,9 @@ class Learner:
         await self._poll_pointers(force=True)
         await self._replay()
         self._started = True
-        log.info("learner %s started: %d model(s), %d pending decision(s) resumed, watermark %d",
-                 self.id, len(self.trainer.models), len(self.joiner.pending), self.watermark_ms)
+        log.info("learner %s started: %d model(s), %d pending decision(s) resumed, watermark %d; VW learns in %s",
+                 self.id, len(self.trainer.models), len(self.joiner.pending), self.watermark_ms,
+                 f"training process {self.process.process.pid}" if self.process is not None else "this process")
 
     async def _init_model(self, m: Model, entry: dict[str, Any] | None) -> None:
         latest = await self.store.latest_version(m.placement, m.arm)

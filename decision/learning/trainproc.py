@@ -93,6 +93,11 @@ class TrainProcess:
         self._drops: list[int] = []  # policies gone here, to drop there (after what was queued before)
         self._judged: list[Callable[[float], None]] = []  # callbacks of the judge probabilities asked for, in order
         self._closed = False
+        try:
+            self.sync()  # it runs, or this raises
+        except TrainProcessError:
+            self.close()
+            raise
 
     # -- the policies ------------------------------------------------------------
 
