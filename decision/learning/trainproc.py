@@ -18,16 +18,20 @@ actions are reused as they are in one process. Nothing about checkpoints
 changes: a snapshot asks the training process for the model's bytes after
 everything sent before it, and the learner commits only what it got back.
 
-Commands are queued and sent in batches; the training process answers only
-the calls that need an answer (save, rank, stats, sync), which return after
-everything queued before them. An apprentice judge's probability (the model's
-before it learns the decision) is computed there in order and handed back at
-the next answer. A failure in the training process is raised in the learner
-at the next answer (TrainProcessError): before a checkpoint commits, so the
-learner exits as on a Redis error and resumes from its last checkpoint. The
-training process ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole
-process group; the learner still has a checkpoint to take) and exits when
-its pipe closes, that is when the learner exits, however it exits.
+Commands are queued and sent in batches of 256. The training process
+answers only the calls that need an answer (new, load, save, rank, get,
+sync), after everything queued before them. A full pipe makes the learner
+wait: the training process is the slower side.
+
+An apprentice judge's probability (the model's, before it learns the
+decision) is computed there in order and handed back at the next answer.
+
+A failure in the training process is raised in the learner at the next
+answer (TrainProcessError), before a checkpoint commits: the learner exits
+as on a Redis error and resumes from its last checkpoint. The training
+process ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process
+group, and the learner still has a checkpoint to take). It exits when its
+pipe closes, that is when the learner exits, however it exits.
 
 Only `vw` policies learn (bandits/registry.py), so only they live there.
 """
@@ -323,8 +327,6 @@ def _serve(conn) -> None:
                     sets.clear()
                     if command[1]:
                         actions.clear()
-                elif op == "text":
-                    policies[command[1]].learn_text(command[2])
                 elif op == "judge":
                     _, key, features, ref, chosen = command
                     judged.append(float(policies[key].rank(Ctx(features), sets[ref]).probabilities[chosen]))
