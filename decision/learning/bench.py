@@ -15,8 +15,9 @@ streams, decodes, joins, trains, snapshots and acknowledges everything; the
 figure is joined decisions (= examples: one item each) per second of that
 run, with the time per phase. `--train-process` as `nba learn`'s: with two
 cores or more (auto) VW learns in a training process of its own
-(decision/learning/trainproc.py), pinned with Redis to one core while the
-learner has the other; `off` is the one-process learner on one core. For comparison
+(decision/learning/trainproc.py), pinned to one core while the learner and
+Redis share the other; `off` is the one-process learner on one core, Redis
+on the other. It prints each process's CPU over the run. For comparison
 it also times VW alone on the same examples, from pre-built text (parse ->
 learn) and as the learner calls it (VWPolicy.learn_interned: shared text,
 the parsed actions reused -> learn), measures the memory a pending decision
@@ -223,8 +224,8 @@ def run_bench(decisions: int = 20_000, actions: int = 20, train_process: str = "
           f"{result['rewards_attached']:,} rewards) in {result['elapsed_s']:.2f}s = "
           f"{result['per_s']:,.0f} joined examples/s {where}")
     total = sum(t.values()) or 1.0
-    # with a training process, "train" is the learner's side (the text, the sends) and "train_wait" the
-    # checkpoints' wait for the training process to catch up
+    # with a training process, "train" is the learner's side (routing, queueing, waiting on a full pipe) and
+    # "train_wait" the checkpoints' wait for the training process to catch up
     for phase in ("read", "decode_join", "train", "train_wait", "checkpoint"):
         if phase == "train_wait" and not result["train_process"]:
             continue
