@@ -81,7 +81,9 @@ def run(decisions: int, cpus: list[int] | None, timeout_s: float, log=print, run
     one-process learner (`--train-process off`), alternating with them, are
     the reference ("one_process"). An error in any run is the result."""
     args = [sys.executable, "-m", "decision.learning.bench", "--decisions", str(decisions), "--actions", str(ACTIONS)]
-    two = len(cpus if cpus else os.sched_getaffinity(0)) >= 2
+    from decision.learning.trainproc import wanted
+
+    two = wanted("auto", cpus)  # the runs' affinity is `cpus`
     modes = ("auto", "off") if two else ("auto",)
     log(f"learner: {' '.join(args[1:])}" + (f" ({runs} runs" if runs > 1 else " (")
         + (", alternating with --train-process off)" if two else ")"))

@@ -59,10 +59,11 @@ class TrainProcessError(RuntimeError):
     """The training process failed, or exited."""
 
 
-def wanted(setting: str) -> bool:
-    """`--train-process auto|on|off`: auto is on with two cores or more."""
+def wanted(setting: str, cpus: Sequence[int] | None = None) -> bool:
+    """`--train-process auto|on|off`: auto is on with two cores or more (of
+    `cpus`, by default the ones this process may run on)."""
     if setting == "auto":
-        return len(os.sched_getaffinity(0)) >= 2
+        return len(cpus if cpus else os.sched_getaffinity(0)) >= 2
     return setting == "on"
 
 
@@ -133,11 +134,12 @@ class TrainProcess:
         ids = tuple(map(id, actions))
         hit = self._sets.get(ids)
         if hit is None:
-            if len(self._sets) >= _SETS or len(self._actions) + len(ids) > _ACTIONS:
+            full = len(self._actions) + len(ids) > _ACTIONS
+            if full or len(self._sets) >= _SETS:
                 self._sets.clear()
-                if len(self._actions) + len(ids) > _ACTIONS:
+                if full:
                     self._actions.clear()
-                self.send("clear", not self._actions)
+                self.send("clear", full)
             refs = []
             for a in actions:
                 known = self._actions.get(id(a))  # kept alive here: an id stays its Action's
