@@ -36,13 +36,14 @@ from tests.test_learner import (
     decision,
     log,
 )
+from tests.helpers import alive
 from tests.test_learner_hot_path import logs
 
 
 def _models(learner: Learner) -> dict:
     """Each model's VW model file, examples and apprentice evidence."""
-    return {mid: (unpack(m.policy.save(), "vw")[1], m.examples, m.judge.state() if m.judge else None)
-            for mid, m in ((m.mid, m) for m in learner.trainer.models.values())}
+    return {m.mid: (unpack(m.policy.save(), "vw")[1], m.examples, m.judge.state() if m.judge else None)
+            for m in learner.trainer.models.values()}
 
 
 async def _run(redis, records, **kw) -> tuple[Learner, Joins]:
@@ -169,9 +170,9 @@ def test_ctrl_c_stops_nba_learn_and_its_training_process(redis_url, redis_server
     assert "learned 1 example(s) from 1 joined decision(s)" in out
     assert r.get(CHECKPOINT) is not None and r.get(LEARNER_LOCK) is None
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in children)
+    assert not any(alive(pid) for pid in children)
 
 
 def _group(pgid: int) -> set[int]:
@@ -185,26 +186,3 @@ def _group(pgid: int) -> set[int]:
             except ProcessLookupError:
                 continue
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-async def test_a_training_process_that_cannot_start_is_done_without_under_auto(redis, monkeypatch, caplog):
-    def cannot(self):
-        raise OSError("no writable temporary directory")
-
-    monkeypatch.setattr(TrainProcess, "__init__", cannot)
-    monkeypatch.setattr(trainproc, "wanted", lambda setting: setting != "off")  # auto, as on two cores or more
-    with pytest.raises(OSError):  # asked for: refused
-        Learner(redis, config(train_process="on"))
-    learner = Learner(redis, config(train_process="auto"))
-    assert learner.process is None and "no training process (OSError" in caplog.text
-    await log(redis, decision("d1", T0), decision("tick", T0 + 7_200_000))
-    await learner.run(once=True)
-    assert learner.trainer.models[("hero", "champion")].examples == 1

@@ -22,6 +22,7 @@ from decision.bench.procs import children, connections
 from decision.nba.v1 import decision_pb2 as pb
 from decision.nba.v1 import decision_pb2_grpc as pb_grpc
 from decision.supervisor import STOP_TIMEOUT_S
+from tests.helpers import alive
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = re.compile(r"nba: serving on [^\s:]+:(\d+) with 2 workers \(pids (\d+) (\d+)\)")
@@ -49,23 +50,12 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen, int, list[int]]:
     pytest.fail("nba serve --workers 2 did not start: " + "".join(seen) + _stderr_tail(tmp_path))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _wait_gone(pids: list[int], tmp_path: Path, timeout: float = STOP_TIMEOUT_S) -> None:
     """Until every pid is gone; else fail with what each was doing."""
     t0 = time.monotonic()
     gone: dict[int, float] = {}
     while len(gone) < len(pids) and time.monotonic() - t0 < timeout:
-        gone |= {p: time.monotonic() - t0 for p in pids if p not in gone and not _alive(p)}
+        gone |= {p: time.monotonic() - t0 for p in pids if p not in gone and not alive(p)}
         time.sleep(0.1)
     left = [p for p in pids if p not in gone]
     if left:
