@@ -186,3 +186,18 @@ def _group(pgid: int) -> set[int]:
             except ProcessLookupError:
                 continue
     return out
+
+
+async def test_a_training_process_that_cannot_start_is_done_without_under_auto(redis, monkeypatch, caplog):
+    def cannot(self):
+        raise OSError("no writable temporary directory")
+
+    monkeypatch.setattr(TrainProcess, "__init__", cannot)
+    monkeypatch.setattr(trainproc, "wanted", lambda setting: setting != "off")  # auto, as on two cores or more
+    with pytest.raises(OSError):  # asked for: refused
+        Learner(redis, config(train_process="on"))
+    learner = Learner(redis, config(train_process="auto"))
+    assert learner.process is None and "no training process (OSError" in caplog.text
+    await log(redis, decision("d1", T0), decision("tick", T0 + 7_200_000))
+    await learner.run(once=True)
+    assert learner.trainer.models[("hero", "champion")].examples == 1
