@@ -99,6 +99,72 @@ def test_no_predict_learns_the_same_model(params, monkeypatch):
     assert fast.save() == full.save()
 
 
+MTR = [{}, {"exploration": "epsilon", "cb_type": "mtr"}, {"exploration": "softmax", "lambda": 5.0, "cb_type": "mtr"},
+       {"exploration": "bagging", "bags": 3, "cb_type": "mtr"}]
+
+
+@pytest.mark.parametrize("interned", [True, False], ids=["interned", "text"])
+@pytest.mark.parametrize("params", MTR, ids=lambda p: p.get("exploration", "squarecb"))
+def test_blank_actions_learn_the_same_weights(params, interned, monkeypatch):
+    """Under cb_type mtr an example whose progressive loss is not measured
+    learns with its other actions blank: the same predictions, bit for bit,
+    as a policy learning every action, while learning and after a save and
+    load. The loss measured on every LOSS_EVERY-th example is the one that
+    policy measures on those examples; the others count none."""
+    every = vw.LOSS_EVERY
+    assert every > 1
+    examples = list(stream(1200, seed=4))
+    probes = [(c, a) for c, a, *_ in stream(40, seed=5)]
+
+    def run(loss_every: int):
+        monkeypatch.setattr(vw, "LOSS_EVERY", loss_every)
+        policy = VWPolicy("vw_test", params, reward_range=(0.0, 2.0), seed=7)
+        learn = policy.learn_interned if interned else policy.learn
+        losses, ranks = [], []
+        for i, example in enumerate(examples):
+            if i % 97 == 0:
+                ranks.append(policy.rank(*probes[i % len(probes)]))
+            before = policy.sum_loss
+            learn(*example)
+            losses.append(policy.sum_loss - before)
+        loaded = VWPolicy.load(policy.save())
+        ranks += [loaded.rank(*probe) for probe in probes]
+        return policy, losses, [(r.probabilities.tolist(), r.scores.tolist()) for r in ranks]
+
+    full, full_losses, full_ranks = run(1)
+    blank, blank_losses, blank_ranks = run(every)
+    assert blank_ranks == full_ranks
+    assert full.loss_examples == full.examples_learned == blank.examples_learned == 1200
+    assert blank.loss_examples == 1200 // every
+    measured = [loss for i, loss in enumerate(full_losses) if i % every == 0]
+    assert any(measured)
+    assert blank.sum_loss == pytest.approx(sum(measured), rel=1e-9, abs=1e-12)
+    assert blank.average_loss == pytest.approx(sum(measured) / len(measured), rel=1e-9, abs=1e-12)
+    assert not any(loss for i, loss in enumerate(blank_losses) if i % every)
+    assert len(blank._blanks) == (12 if interned else 0)  # the largest set's size, reused
+
+
+@pytest.mark.parametrize("params", [c for c in CONFIGS if c.get("cb_type", "mtr") != "mtr"],
+                         ids=lambda p: p["cb_type"])
+def test_other_cb_types_learn_from_every_action(params):
+    # dr, ips: every action's features enter the update, so none is blank
+    policy = trained(params, list(stream(300, seed=6)), interned=True)
+    assert policy.loss_examples == policy.examples_learned == 300
+    assert not policy._blanks
+
+
+def test_a_model_saved_before_loss_sampling_counts_every_example():
+    policy = trained({}, list(stream(200, seed=1)), interned=True)
+    header, model = vw.unpack(policy.save(), vw.KIND)
+    header["state"]["sum_loss"] = -12.5
+    del header["state"]["loss_examples"]  # as saved before LOSS_EVERY
+    old = VWPolicy.load(vw.pack(header, model))
+    assert old.loss_examples == old.examples_learned == 200
+    assert old.average_loss == -12.5 / 200
+    again = VWPolicy.load(old.save())
+    assert (again.loss_examples, again.sum_loss) == (200, -12.5)
+
+
 def test_the_same_model_after_a_save_and_load():
     # a loaded model is a new workspace: its parsed actions are its own
     examples = list(stream(900, seed=1))
