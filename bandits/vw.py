@@ -487,13 +487,16 @@ _WORKSPACE_ONLY = ("--no_predict",)
 # predicts the whole set before it learns, and that prediction is the
 # progressive loss and nothing else. So an example whose loss is not
 # measured learns with every other action blank (an example without
-# features, in its place): the same weights and later predictions, byte for
-# byte, for every exploration (tested), and under SquareCB with 20 actions
-# about a third less time per learn. The progressive loss is measured on
-# every LOSS_EVERY-th example a policy learns, with all its actions. Other
-# cb_types (dr, ips, dm) learn from every action: always all of them.
+# features, in its place): the same weights and later predictions, bit for
+# bit, for each of the four explorations (tested; VW's model file differs
+# only in its own run statistics, its loss sum and feature count, which
+# nothing reads), and under SquareCB with 20 actions about a third less time
+# per learn. The progressive loss is measured on every LOSS_EVERY-th example
+# a policy learns, with all its actions. Other cb_types (dr, ips, dm) learn
+# from every action: always all of them.
 LOSS_EVERY = 4
 _BLANK_LINE = "|"
+_BLANK_EXPLORATIONS = frozenset(EXPLORATIONS)  # the tested ones; a new exploration must be tested first
 
 
 def _workspace(args: Sequence[str]) -> vowpalwabbit.Workspace:
@@ -544,8 +547,8 @@ class VWPolicy:
         # (a model saved before LOSS_EVERY measured every example)
         self._loss_sum = float(state.get("sum_loss", 0.0))
         self.loss_examples: int = int(state.get("loss_examples", self.examples_learned))
-        self._blank_ok = self.config.cb_type == "mtr"
-        self._blanks: list[vowpalwabbit.Example] = []  # learn_interned's blank actions, this workspace's
+        self._blank_ok = self.config.cb_type == "mtr" and self.config.exploration in _BLANK_EXPLORATIONS
+        self._blanks: list[vowpalwabbit.Example] = []  # blank action examples, this workspace's
         self._lineage: str = state.get("lineage") or hashlib.sha256(" ".join(self.args).encode()).hexdigest()[:12]
         self._since_save = int(state.get("since_save", 0))
         self._scores_are_costs = self.config.exploration != "bagging"
@@ -604,11 +607,8 @@ class VWPolicy:
         check_example(actions, chosen, probability)
         if self._measures_loss():
             self.learn_text(self.example(context, actions, chosen, probability, reward))
-            return
-        blanks = f"\n{_BLANK_LINE}" * (n - 1 - chosen)
-        self._learn_examples(self._ws._parse("".join((
-            "shared ", shared_text(context.features), f"\n{_BLANK_LINE}" * chosen, "\n",
-            _labelled_line(actions[chosen], self.cost(reward), probability), blanks))), measured=False)
+        else:
+            self._learn_with(self._blank_actions(n), context, actions, chosen, probability, reward, False)
 
     def save(self) -> bytes:
         """The envelope: header (kind, name, params, reward range, seed, VW
@@ -713,24 +713,30 @@ class VWPolicy:
         if not (0 <= chosen < len(actions) and 0.0 < probability <= 1.0):
             check_actions(actions)
             check_example(actions, chosen, probability)  # both raise
-        measured = self._measures_loss()
-        if measured:
-            parsed = self._parsed_actions(actions)
-            if parsed is None:  # an action twice in the set: one example cannot stand twice in a sequence
-                self.learn_text(self.example(context, actions, chosen, probability, reward))
-                return
-        else:
-            parsed = self._blank_actions(len(actions))
+        if not self._measures_loss():
+            self._learn_with(self._blank_actions(len(actions)), context, actions, chosen, probability, reward, False)
+            return
+        parsed = self._parsed_actions(actions)
+        if parsed is None:  # an action twice in the set: one example cannot stand twice in a sequence
+            self.learn_text(self.example(context, actions, chosen, probability, reward))
+            return
+        self._learn_with(parsed, context, actions, chosen, probability, reward, True)
+
+    def _learn_with(self, others: list[vowpalwabbit.Example], context: Context, actions: Sequence[Action],
+                    chosen: int, probability: float, reward: float, measured: bool) -> None:
+        """Learn the example from its shared and labelled chosen lines,
+        parsed now, and `others`' examples in the other actions' places."""
         shared, labelled = self._ws._parse("".join((
             "shared ", shared_text(context.features), "\n",
             _labelled_line(actions[chosen], reward_to_cost(reward, self.reward_range), probability))))
-        exs = [shared, *parsed]
+        exs = [shared, *others]
         exs[chosen + 1] = labelled
         self._learn_examples(exs, measured)
 
     def _blank_actions(self, n: int) -> list[vowpalwabbit.Example]:
         """n distinct examples without features, kept for this workspace
-        (one example cannot stand twice in a sequence)."""
+        (one example cannot stand twice in a sequence); the chosen one's
+        place is taken by its labelled line."""
         blanks = self._blanks
         while len(blanks) < n:
             blanks.append(vowpalwabbit.Example(self._ws, _BLANK_LINE, _CB_LABEL))
