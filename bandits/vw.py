@@ -491,12 +491,24 @@ _WORKSPACE_ONLY = ("--no_predict",)
 # bit, for each of the four explorations (tested; VW's model file differs
 # only in its own run statistics, its loss sum and feature count, which
 # nothing reads), and under SquareCB with 20 actions about a third less time
-# per learn. The progressive loss is measured on every LOSS_EVERY-th example
+# per learn. The progressive loss is measured on one example in LOSS_EVERY
 # a policy learns, with all its actions. Other cb_types (dr, ips, dm) learn
 # from every action: always all of them.
 LOSS_EVERY = 4
 _BLANK_LINE = "|"
 _BLANK_EXPLORATIONS = frozenset(EXPLORATIONS)  # the tested ones; a new exploration must be tested first
+_PHI64 = 0x9E3779B97F4A7C15  # 2**64 / the golden ratio
+_MASK64 = 2**64 - 1
+
+
+def loss_measured(n: int) -> bool:
+    """Whether a policy measures the progressive loss on the n-th example it
+    learns (from 0): one in LOSS_EVERY, spread by the golden ratio's Weyl
+    sequence (n * phi mod 1 < 1 / LOSS_EVERY) rather than every k-th, so
+    that no period in the stream (a slate's k items learned in a row, rank
+    1 first) puts the same kind of example in every sample. Deterministic:
+    a restarted learner measures the same examples."""
+    return (n * _PHI64) & _MASK64 < 2**64 // LOSS_EVERY
 
 
 def _workspace(args: Sequence[str]) -> vowpalwabbit.Workspace:
@@ -677,7 +689,7 @@ class VWPolicy:
     def _measures_loss(self) -> bool:
         """Whether the next example learns with all its actions, the
         progressive loss measured on it (see LOSS_EVERY)."""
-        return not self._blank_ok or self.examples_learned % LOSS_EVERY == 0
+        return not self._blank_ok or loss_measured(self.examples_learned)
 
     def _learn_examples(self, exs: list, measured: bool = True) -> None:
         """Learn one multi-line example (shared first) and finish it; count
@@ -779,7 +791,7 @@ class VWPolicy:
     @property
     def sum_loss(self) -> float:
         """VW's progressive loss summed over the examples it was measured on
-        (loss_examples: every LOSS_EVERY-th under cb_type mtr, else all)."""
+        (loss_examples: one in LOSS_EVERY under cb_type mtr, else all)."""
         return self._loss_sum
 
     @property

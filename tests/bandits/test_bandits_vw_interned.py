@@ -109,7 +109,7 @@ def test_blank_actions_learn_the_same_weights(params, interned, monkeypatch):
     """Under cb_type mtr an example whose progressive loss is not measured
     learns with its other actions blank: the same predictions, bit for bit,
     as a policy learning every action, while learning and after a save and
-    load. The loss measured on every LOSS_EVERY-th example is the one that
+    load. The loss measured on one example in LOSS_EVERY is the one that
     policy measures on those examples; the others count none."""
     every = vw.LOSS_EVERY
     assert every > 1
@@ -135,13 +135,26 @@ def test_blank_actions_learn_the_same_weights(params, interned, monkeypatch):
     blank, blank_losses, blank_ranks = run(every)
     assert blank_ranks == full_ranks
     assert full.loss_examples == full.examples_learned == blank.examples_learned == 1200
-    assert blank.loss_examples == 1200 // every
-    measured = [loss for i, loss in enumerate(full_losses) if i % every == 0]
+    sample = [vw.loss_measured(i) for i in range(1200)]
+    assert blank.loss_examples == sum(sample) == pytest.approx(1200 / every, abs=2)
+    measured = [loss for i, loss in enumerate(full_losses) if sample[i]]
     assert any(measured)
     assert blank.sum_loss == pytest.approx(sum(measured), rel=1e-9, abs=1e-12)
     assert blank.average_loss == pytest.approx(sum(measured) / len(measured), rel=1e-9, abs=1e-12)
-    assert not any(loss for i, loss in enumerate(blank_losses) if i % every)
+    assert not any(loss for i, loss in enumerate(blank_losses) if not sample[i])
     assert len(blank._blanks) == 12  # the largest set's size, reused
+
+
+def test_the_loss_sample_has_no_period():
+    # a slate's k items are learned in a row, rank 1 first: every k-th
+    # example would measure one rank only
+    every = vw.LOSS_EVERY
+    for k in (2, 3, 4, 5, 8, 10):
+        picked = [n for n in range(4000) if vw.loss_measured(n)]
+        assert len(picked) == pytest.approx(4000 / every, abs=2)
+        counts = [sum(1 for n in picked if n % k == r) for r in range(k)]
+        assert min(counts) >= 0.8 * len(picked) / k, (k, counts)
+    assert [n for n in range(40) if vw.loss_measured(n)][:3] == [0, 2, 5]  # deterministic
 
 
 @pytest.mark.parametrize("params", [c for c in CONFIGS if c.get("cb_type", "mtr") != "mtr"],
