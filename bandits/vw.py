@@ -496,7 +496,9 @@ _WORKSPACE_ONLY = ("--no_predict",)
 # from every action: always all of them.
 LOSS_EVERY = 4
 _BLANK_LINE = "|"
-_BLANK_EXPLORATIONS = frozenset(EXPLORATIONS)  # the tested ones; a new exploration must be tested first
+# the explorations tested with blanks, named here rather than taken from
+# EXPLORATIONS: one added there learns with every action until it is tested
+_BLANK_EXPLORATIONS = frozenset({"epsilon", "softmax", "bagging", "squarecb"})
 _PHI64 = 0x9E3779B97F4A7C15  # 2**64 / the golden ratio
 _MASK64 = 2**64 - 1
 
@@ -695,7 +697,7 @@ class VWPolicy:
         """Learn one multi-line example (shared first) and finish it; count
         its progressive loss when all its actions were there."""
         ws = self._ws
-        before = ws.get_sum_loss()
+        before = ws.get_sum_loss() if measured else 0.0
         try:
             ws.learn_multi(exs)
         finally:

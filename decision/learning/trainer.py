@@ -286,12 +286,12 @@ class Trainer:
                 if m.arm == record.arm:
                     m.judge.observe_baseline(r1)
                 if full_support(record):
+                    observe = _observe(m.judge, probability, r1)
                     later = getattr(m.policy, "judge", None)
                     if later is not None:  # in the training process, before it learns this decision
-                        later(context, actions, chosen, _observe(m.judge, probability, r1))
+                        later(context, actions, chosen, observe)
                     else:
-                        pi = float(m.policy.rank(context, actions).probabilities[chosen])
-                        m.judge.observe_learned(pi / probability, r1)
+                        observe(float(m.policy.rank(context, actions).probabilities[chosen]))
 
         trained = 0
         n = len(examples)

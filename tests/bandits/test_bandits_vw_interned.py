@@ -145,6 +145,10 @@ def test_blank_actions_learn_the_same_weights(params, interned, monkeypatch):
     assert len(blank._blanks) == 12  # the largest set's size, reused
 
 
+def test_blanks_only_for_the_explorations_tested_above():
+    assert vw._BLANK_EXPLORATIONS == {p.get("exploration", "squarecb") for p in MTR}
+
+
 def test_the_loss_sample_has_no_period():
     # a slate's k items are learned in a row, rank 1 first: every k-th
     # example would measure one rank only
