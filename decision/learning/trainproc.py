@@ -42,6 +42,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import socket
 import traceback
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -53,6 +54,7 @@ _BATCH = 256  # queued commands per message
 _SETS = 4_096  # action sets, and
 _ACTIONS = 65_536  # actions known to both processes
 _PRELOAD = ["bandits.vw", "decision.learning.trainproc"]
+_PIPE_BYTES = 1 << 20  # what the learner may write ahead of the training process (Linux doubles it)
 
 
 class TrainProcessError(RuntimeError):
@@ -65,6 +67,22 @@ def wanted(setting: str, cpus: Sequence[int] | None = None) -> bool:
     if setting == "auto":
         return len(cpus if cpus else os.sched_getaffinity(0)) >= 2
     return setting == "on"
+
+
+def _widen(conn: Any, size: int = _PIPE_BYTES) -> None:
+    """Let `conn`'s socket hold `size` bytes unread (the kernel's cap
+    permitting). With the default (~200 KiB, under a round of 1,000
+    examples) the learner was blocked in a send while the training process
+    learned a round, then the training process went idle while the learner
+    decoded the next: each side waited about a quarter of the run. A round
+    and more in flight lets the learner decode while VW learns."""
+    sock = socket.socket(fileno=os.dup(conn.fileno()))  # the same socket; closing the copy leaves it open
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    except OSError:  # pragma: no cover - a kernel that refuses: the default still works
+        pass
+    finally:
+        sock.close()
 
 
 def _plain(features: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -87,6 +105,7 @@ class TrainProcess:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(_PRELOAD)  # VW and numpy are imported once, in the fork server
         self._conn, child = ctx.Pipe(duplex=True)
+        _widen(self._conn)
         self.process = ctx.Process(target=_serve, args=(child,), name="nba-learn-train", daemon=True)
         self.process.start()
         child.close()
@@ -160,7 +179,7 @@ class TrainProcess:
             return
         self._queue.append(command)
         if len(self._queue) >= _BATCH:
-            self._flush()
+            self.flush()
 
     def judge(self, key: int, context: Context, ref: int, chosen: int, then: Callable[[float], None]) -> None:
         """The probability the model gives `chosen` now (before it learns what
@@ -171,7 +190,7 @@ class TrainProcess:
     def call(self, *command: Any) -> Any:
         """Send everything queued and this command; wait for its answer."""
         self._queue.append(command)
-        self._flush()
+        self.flush()
         try:
             judged, error, value = pickle.loads(self._conn.recv_bytes())
         except (EOFError, OSError) as e:
@@ -195,7 +214,8 @@ class TrainProcess:
         (a list, not a command: collection can happen in the middle of a send)."""
         self._drops.append(key)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send what is queued now, without waiting for anything."""
         if not self._queue:
             return
         if self._closed:
