@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from bandits.policy import Context
-from bandits.registry import make_policy
+from bandits.registry import load_policy, make_policy
 from decision.learning import join
 from decision.feature_tables import FeatureTables
 from decision.learning.examples import LoggedDecision, decode_decision, item_examples
@@ -253,9 +253,13 @@ def test_decode_decision_agrees_with_the_record_contract():
 # --- checkpoint and restart ------------------------------------------------------------
 
 def scores(learner: Learner) -> list[list[float]]:
+    return scores_of(model(learner).policy, learner)
+
+
+def scores_of(policy, learner: Learner) -> list[list[float]]:
     actions = learner.tables.actions(decision("probe", T0))
-    return [model(learner).policy.rank(Context({"user": {f"seg_{s}": 1.0}, "context": {"page": "home"}}),
-                                       actions).scores.tolist() for s in "ab"]
+    return [policy.rank(Context({"user": {f"seg_{s}": 1.0}, "context": {"page": "home"}}),
+                        actions).scores.tolist() for s in "ab"]
 
 
 def population(n: int, seed: int = 3) -> list:
@@ -301,7 +305,13 @@ async def test_restart_trains_each_example_exactly_once(redis):
     assert scores(second) == want_scores
 
 
-async def test_a_crash_before_the_checkpoint_loses_nothing(redis):
+# pointer_poll_s: 0 polls every round, so a checkpoint is taken at once;
+# a long interval lets it be pipelined into the next round (Learner.step)
+AT_ONCE, PIPELINED = 0.0, 3600.0
+
+
+@pytest.mark.parametrize("poll", [AT_ONCE, PIPELINED])
+async def test_a_crash_before_the_checkpoint_loses_nothing(redis, poll):
     records = population(400)
     await log(redis, *records)
     whole = Joins()
@@ -310,7 +320,7 @@ async def test_a_crash_before_the_checkpoint_loses_nothing(redis):
 
     await _fresh(redis)
     await log(redis, *records)
-    crashed = Learner(redis, config(snapshot_every=50, batch=100))
+    crashed = Learner(redis, config(snapshot_every=50, batch=100, pointer_poll_s=poll))
     await crashed.start()
     await crashed.step()
     await crashed.step()  # trained and snapshotted some, read more; then the process dies
@@ -319,6 +329,31 @@ async def test_a_crash_before_the_checkpoint_loses_nothing(redis):
     resumed = Joins()
     restarted = await learn(redis, resumed, snapshot_every=50, batch=100)
     assert model(restarted).examples == want
+
+
+async def test_a_checkpoint_due_is_taken_in_the_next_round_and_covers_only_what_came_before(redis):
+    """Pipelined (Learner.step): the models are saved after the next round is
+    read and joined, before any of it is learned, and committed after it is."""
+    await log(redis, *population(400))
+    joins = Joins()
+    learner = Learner(redis, config(snapshot_every=1, batch=100, pointer_poll_s=PIPELINED), on_joined=joins)
+    await learner.start()
+    try:
+        await learner.step()  # round 1 learned; its checkpoint is due
+        first, want = list(joins.order), scores(learner)
+        assert first and await redis.get(CHECKPOINT) is None
+        await learner.step()  # round 2: round 1's checkpoint, then round 2 learned
+        assert len(joins.order) > len(first) and learner.counters["checkpoints"] == 1
+        doc = json.loads(await redis.get(CHECKPOINT))
+        assert doc["trained"] == first  # exactly round 1's decisions ...
+        assert doc["counters"]["joined"] == len(first)
+        version = doc["models"]["hero:champion"]["version"]
+        assert await ModelStore(redis).current("hero", "champion") == version
+        saved = load_policy(await ModelStore(redis).load_bytes("hero", "champion", version))
+        assert scores_of(saved, learner) == want  # ... and the model as round 1 left it
+        assert scores(learner) != want  # which round 2 has changed since
+    finally:
+        await learner.close()
 
 
 async def test_a_crash_between_commit_and_publish_is_rolled_forward(redis):

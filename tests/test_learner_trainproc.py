@@ -26,8 +26,10 @@ from decision.store import keys
 from decision.store.models import CHECKPOINT, LEARNER_LOCK
 from tests.test_learner import (
     APPRENTICE,
+    AT_ONCE,
     CATALOG,
     MIN,
+    PIPELINED,
     ROOT,
     T0,
     Joins,
@@ -55,8 +57,9 @@ async def _run(redis, records, **kw) -> tuple[Learner, Joins]:
     return learner, joins
 
 
+@pytest.mark.parametrize("poll", [AT_ONCE, PIPELINED])
 @pytest.mark.parametrize("catalog", ["learning", "apprentice"])
-async def test_the_training_process_learns_what_one_process_learns(redis, tmp_path, catalog):
+async def test_the_training_process_learns_what_one_process_learns(redis, tmp_path, catalog, poll):
     if catalog == "apprentice":  # the judges' probabilities come back from the training process
         path = tmp_path / "apprentice.yaml"
         path.write_text(APPRENTICE)
@@ -65,7 +68,8 @@ async def test_the_training_process_learns_what_one_process_learns(redis, tmp_pa
         path = CATALOG
         records = [*logs(400, load_learner_catalog(CATALOG).version), decision("tick", T0 + 600 * MIN + 7_200_000)]
     here, here_joins = await _run(redis, records, catalog=path, snapshot_every=150, batch=64, train_process="off")
-    there, there_joins = await _run(redis, records, catalog=path, snapshot_every=150, batch=64, train_process="on")
+    there, there_joins = await _run(redis, records, catalog=path, snapshot_every=150, batch=64, train_process="on",
+                                    pointer_poll_s=poll)  # checkpoints taken at once, or pipelined with VW
     assert here.process is None and there.process is not None
     assert there_joins.order == here_joins.order and there_joins.rewards == here_joins.rewards
     assert there.counters == here.counters and there.counters["checkpoints"] >= 3

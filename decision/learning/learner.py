@@ -27,6 +27,10 @@ Delivery and restarts (docs/LEARNING.md, "Checkpoint and restart"):
   (One MULTI around steps 1-3 would not work on Redis Cluster, whose
   transactions cannot span slots; the ordered commit gives the same
   guarantee on both.)
+- A checkpoint due at the end of a round is taken in the next one, pipelined
+  with the training process (step): the models are saved once that round is
+  read and joined, before any of it is sent to VW, and steps 1-4 run after
+  it is sent. It covers exactly what it would have covered at once.
 - One learner at a time: `nba:learner:lock` (SET NX PX, renewed every round).
 - On a Redis error the learner exits: state is only ever resumed from a
   checkpoint, so a supervisor restarting it is the recovery.
@@ -45,7 +49,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -78,6 +82,28 @@ CHECKPOINT_VERSION = 1
 _YIELD_EVERY = 100  # trained decisions between chances for the read of the next batch to progress
 CLOCKS = ("event", "real")
 TRAIN_PROCESS = ("auto", "on", "off")
+
+
+
+class _Marks(NamedTuple):
+    """The learner's state a checkpoint records, as of the round it was due."""
+
+    watermark_ms: int
+    pending: int
+    buffered: int
+    counters: dict[str, int]
+
+
+class _Snapshot(NamedTuple):
+    """A checkpoint taken and not yet committed: the models' bytes and
+    versions, the document, and the entries it covers (acknowledged after)."""
+
+    saved: list[tuple[Model, bytes, VersionInfo]]
+    document: dict[str, Any]
+    decisions: list[str]
+    rewards: list[str]
+    graduating: list[tuple[Model, int, dict[str, Any]]]  # apprentices switched once it commits
+
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
@@ -166,6 +192,7 @@ class Learner:
         self._joined_since = 0
         self._examples_since = 0
         self._last_checkpoint = time.monotonic()
+        self._marks: _Marks | None = None  # a checkpoint due, taken in the next round (step)
         self._last_poll = 0.0
         self._last_renew = 0.0
         self._started = False
@@ -305,10 +332,23 @@ class Learner:
 
     async def step(self) -> bool:
         """Read a batch of each stream, close what the watermark allows, train,
-        snapshot when due. True when both streams were drained."""
+        snapshot when due. True when both streams were drained.
+
+        A checkpoint due at the end of a round is taken in the next one,
+        pipelined with the training process: the models are saved once that
+        round is decoded and joined (the training process learned the last
+        round meanwhile), and the checkpoint is written after its examples
+        are sent (VW learns them meanwhile). Each side used to wait for the
+        other for the whole checkpoint. What it covers is exactly what was
+        sent before it, as when it was taken at once. A round that may move
+        a model (a rollback to follow, a catalog to reload) takes it first,
+        whole, as before."""
         c = self.config
-        await self._maybe_reload_catalog()
-        await self._poll_pointers()  # a rollback takes effect before this round trains
+        if self._marks is not None and self._models_must_move():
+            await self.checkpoint()
+        if self._marks is None:  # else this round commits a checkpoint: a rollback is looked for next round
+            await self._maybe_reload_catalog()
+            await self._poll_pointers()  # a rollback takes effect before this round trains
         t0 = time.perf_counter()
         decisions, self._next_batch = self._next_batch, None
         if decisions is None:
@@ -337,6 +377,12 @@ class Learner:
         try:
             t4 = time.perf_counter()
             joined = await self._without_forgotten(self.joiner.close(self._advance_watermark()))
+            snapshot, paused = None, 0.0
+            if self._marks is not None:  # due last round: nothing was sent since
+                marks, self._marks = self._marks, None
+                t = time.perf_counter()
+                snapshot = await self._snapshot(marks)
+                paused = time.perf_counter() - t  # timed as checkpoint and train_wait, not train
             trainer, on_joined = self.trainer, self.on_joined
             covered, covered_rewards, trained_ids = self._covered_decisions, self._covered_rewards, self._trained_ids
             examples = 0
@@ -358,10 +404,14 @@ class Learner:
             t5 = time.perf_counter()
             self.timings["read"] += (t1 - t0) + (t3 - t2)
             self.timings["decode_join"] += (t2 - t1) + (t4 - t3)
-            self.timings["train"] += t5 - t4
+            self.timings["train"] += t5 - t4 - paused
+            if snapshot is not None:
+                if self.process is not None:
+                    self.process.flush()  # this round's examples go now: VW learns them while the checkpoint is written
+                await self._commit(snapshot)
             await self._flush_acks()
             if self._due():
-                await self.checkpoint()
+                self._marks = self._mark()
             if ahead is not None:
                 t6 = time.perf_counter()
                 self._next_batch = await ahead
@@ -371,6 +421,15 @@ class Learner:
                 ahead.cancel()
         await self._renew_lock()
         return decisions_drained and self._rew_caught
+
+    def _models_must_move(self) -> bool:
+        """Whether this round must look for a rollback or reload the catalog
+        (either may move a model, so a checkpoint due is taken first, whole):
+        the catalog changed, or the pointers were last polled two intervals
+        ago (a round that commits a pipelined checkpoint skips the poll, so a
+        rollback is followed within 2 x pointer_poll_s)."""
+        return (time.monotonic() - self._last_poll >= 2 * self.config.pointer_poll_s
+                or _mtime(self.config.catalog) not in (self._catalog_mtime, None))
 
     async def _without_forgotten(self, joined: list[Joined]) -> list[Joined]:
         """The joined decisions minus those of persons forgotten since their
@@ -504,39 +563,53 @@ class Learner:
     # -- the commit --------------------------------------------------------------
 
     async def checkpoint(self) -> list[tuple[str, int]]:
-        """Snapshot every model that learned, commit, publish, acknowledge.
-        Returns the (model, version) pairs published."""
+        """Snapshot every model that learned, commit, publish, acknowledge,
+        now. Returns the (model, version) pairs published."""
+        marks, self._marks = self._marks, None
+        snapshot = await self._snapshot(marks or self._mark())
+        return await self._commit(snapshot) if snapshot is not None else []
+
+    def _mark(self) -> _Marks:
+        """What a checkpoint records of the learner's own state, as it is now."""
+        return _Marks(self.watermark_ms, len(self.joiner.pending), self.joiner.buffered, dict(self.counters))
+
+    async def _snapshot(self, marks: _Marks) -> _Snapshot | None:
+        """Every model that learned, as bytes, with the checkpoint that will
+        commit them; what it covers is handed over to it (the learner goes on
+        counting from zero). The models are as they were when `marks` was
+        taken: nothing was sent to VW since. None when nothing was learned."""
         if not self._joined_since and not self._covered_decisions:
-            return []
+            return None
         if self.process is not None:
             t0 = time.perf_counter()
             self.process.sync()  # everything sent is learned and judged, or what failed is raised here
             self.timings["train_wait"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         now = self.wall_ms()
-        snapshots: list[tuple[Model, VersionInfo]] = []
+        saved: list[tuple[Model, bytes, VersionInfo]] = []
         for m in self.trainer.models.values():
             if not m.interval.examples:
                 continue
             n = m.next_version
             data = m.policy.save()
-            await self.store.write_bytes(m.placement, m.arm, n, data)  # 1. bytes
             h = m.health()
-            snapshots.append((m, VersionInfo(
+            saved.append((m, data, VersionInfo(
                 version=n, created_ms=now, examples=m.examples, interval_examples=m.interval.examples,
                 average_loss=h["average_loss"], greedy_share=h["greedy_share"], reward_rate=h["reward_rate"],
                 parent=m.version or None, model_version=m.policy.version, bytes=len(data),
                 served_as=f"{m.config.name}:v{n}",
-                watermark_ms=self.watermark_ms, note=f"mean top p {h['mean_top_p']:.3f}" if h["mean_top_p"] else "",
+                watermark_ms=marks.watermark_ms,
+                note=f"mean top p {h['mean_top_p']:.3f}" if h["mean_top_p"] else "",
             )))
-        new = {m.mid: info for m, info in snapshots}
+            m.interval = Interval()
+        new = {m.mid: info for m, _, info in saved}
         document = {
             "v": CHECKPOINT_VERSION,
             "ts_ms": now,
             "learner": self.id,
-            "watermark_ms": self.watermark_ms,
-            "pending": len(self.joiner.pending),
-            "buffered": self.joiner.buffered,
+            "watermark_ms": marks.watermark_ms,
+            "pending": marks.pending,
+            "buffered": marks.buffered,
             "models": {
                 m.mid: {
                     "version": new[m.mid].version if m.mid in new else m.version,
@@ -551,42 +624,63 @@ class Learner:
                 for m in self.trainer.models.values()
             },
             "trained": self._trained_ids,
-            "counters": dict(self.counters),
+            "counters": marks.counters,
         }
-        await self.redis.set(CHECKPOINT, json.dumps(document, separators=(",", ":")))  # 2. commit
-        for m, info in snapshots:  # 3. publish
+        graduating = self._graduating({m.mid: info.version for m, _, info in saved})
+        snapshot = _Snapshot(saved, document, self._covered_decisions, self._covered_rewards, graduating)
+        self._covered_decisions, self._covered_rewards, self._trained_ids = [], [], []
+        self._joined_since = self._examples_since = 0
+        self._last_checkpoint = time.monotonic()
+        self.timings["checkpoint"] += time.perf_counter() - t0
+        return snapshot
+
+    async def _commit(self, snapshot: _Snapshot) -> list[tuple[str, int]]:
+        """Write a snapshot's bytes, commit its checkpoint, publish, acknowledge
+        (the order in the module's docstring)."""
+        t0 = time.perf_counter()
+        for m, data, info in snapshot.saved:
+            await self.store.write_bytes(m.placement, m.arm, info.version, data)  # 1. bytes
+        await self.redis.set(CHECKPOINT, json.dumps(snapshot.document, separators=(",", ":")))  # 2. commit
+        for m, _, info in snapshot.saved:  # 3. publish
             m.version = m.served_seen = info.version
             m.next_version = info.version + 1
-            m.interval = Interval()
             await self.store.publish(m.placement, m.arm, info)
             await self.store.prune(m.placement, m.arm, self.config.keep_versions, protect=(m.version,))
             log.info("model %s: published v%d (%d examples, loss %s, greedy share %s)", m.mid, info.version,
                      info.examples, _fmt(info.average_loss), _fmt(info.greedy_share))
-        self._ack_many(self.config.decision_stream, self._covered_decisions)  # 4. acknowledge
-        self._ack_many(self.config.reward_stream, self._covered_rewards)
+        self._ack_many(self.config.decision_stream, snapshot.decisions)  # 4. acknowledge
+        self._ack_many(self.config.reward_stream, snapshot.rewards)
         await self._flush_acks()
-        self._covered_decisions, self._covered_rewards, self._trained_ids = [], [], []
         self.counters["checkpoints"] += 1
-        self._joined_since = self._examples_since = 0
-        self._last_checkpoint = time.monotonic()
-        await self._graduate()
+        await self._graduate(snapshot.graduating)
         self.timings["checkpoint"] += time.perf_counter() - t0
-        return [(m.mid, info.version) for m, info in snapshots]
+        return [(m.mid, info.version) for m, _, info in snapshot.saved]
 
-    async def _graduate(self) -> None:
+    def _graduating(self, versions: dict[str, int]) -> list[tuple[Model, int, dict[str, Any]]]:
+        """The apprentices whose evidence now beats their baseline, each with
+        the version it will serve (`versions`: the ones this checkpoint
+        publishes) and its switch's document. They graduate here: from now on
+        they are no longer judged (Trainer.routes), as of what the checkpoint
+        covers; the switch is written after the checkpoint commits."""
+        out = []
         for m in self.trainer.models.values():
-            if m.judge is None or m.graduated or m.apprentice is None or m.apprentice.until != "ope" or not m.version:
+            version = versions.get(m.mid, m.version)
+            if m.judge is None or m.graduated or m.apprentice is None or m.apprentice.until != "ope" or not version:
                 continue
             ev = m.judge.evidence()
             if not ev.beats:
                 continue
             reason = (f"learned policy SNIPS {ev.learned:.4f} (LCB {ev.learned_lcb:.4f}, {ev.eval_decisions} "
                       f"decisions) > baseline {ev.baseline:.4f} ({ev.baseline_decisions} decisions)")
-            await self.store.graduate(m.placement, m.arm, {
-                "by": "learner", "reason": reason, "version": m.version, "baseline_policy": m.apprentice.baseline,
-                **ev.as_dict()})
             m.graduated = True
-            log.warning("apprentice %s graduated to its learned policy v%d: %s", m.mid, m.version, reason)
+            out.append((m, version, {"by": "learner", "reason": reason, "version": version,
+                                     "baseline_policy": m.apprentice.baseline, **ev.as_dict()}))
+        return out
+
+    async def _graduate(self, graduating: list[tuple[Model, int, dict[str, Any]]]) -> None:
+        for m, version, evidence in graduating:
+            await self.store.graduate(m.placement, m.arm, evidence)
+            log.warning("apprentice %s graduated to its learned policy v%d: %s", m.mid, version, evidence["reason"])
 
     # -- rollbacks, switches, catalog ---------------------------------------------
 
