@@ -84,7 +84,6 @@ CLOCKS = ("event", "real")
 TRAIN_PROCESS = ("auto", "on", "off")
 
 
-
 class _Marks(NamedTuple):
     """The learner's state a checkpoint records, as of the round it was due."""
 
