@@ -428,7 +428,7 @@ class Learner:
         ago (a round that commits a pipelined checkpoint skips the poll, so a
         rollback is followed within 2 x pointer_poll_s)."""
         return (time.monotonic() - self._last_poll >= 2 * self.config.pointer_poll_s
-                or _mtime(self.config.catalog) not in (self._catalog_mtime, None))
+                or self._catalog_changed() is not None)
 
     async def _without_forgotten(self, joined: list[Joined]) -> list[Joined]:
         """The joined decisions minus those of persons forgotten since their
@@ -719,10 +719,16 @@ class Learner:
             m.interval = Interval()
             self.counters["rollbacks"] += 1
 
+    def _catalog_changed(self) -> float | None:
+        """The catalog file's modification time when it changed since it was
+        last read, else None (also when it cannot be read now)."""
+        mtime = _mtime(self.config.catalog)
+        return None if mtime == self._catalog_mtime else mtime
+
     async def _maybe_reload_catalog(self) -> None:
         path = self.config.catalog
-        mtime = _mtime(path)
-        if mtime == self._catalog_mtime or mtime is None:
+        mtime = self._catalog_changed()
+        if mtime is None:
             return
         self._catalog_mtime = mtime
         try:

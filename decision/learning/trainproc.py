@@ -71,11 +71,11 @@ def wanted(setting: str, cpus: Sequence[int] | None = None) -> bool:
 
 def _widen(conn: Any, size: int = _PIPE_BYTES) -> None:
     """Let `conn`'s socket hold `size` bytes unread (the kernel's cap
-    permitting). With the default (~200 KiB, under a round of 1,000
-    examples) the learner was blocked in a send while the training process
-    learned a round, then the training process went idle while the learner
-    decoded the next: each side waited about a quarter of the run. A round
-    and more in flight lets the learner decode while VW learns."""
+    permitting). The default (~200 KiB) holds about one round of 1,000
+    examples (~175 bytes each); this lets the learner write a round and more
+    ahead, so that a slow stretch on either side need not stall the other.
+    Measured alone it made no difference beyond this host's noise
+    (docs/BENCHMARKS.md, "Later the same day")."""
     sock = socket.socket(fileno=os.dup(conn.fileno()))  # the same socket; closing the copy leaves it open
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
